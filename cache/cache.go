@@ -1,0 +1,316 @@
+// Package cache keeps whole DNS answers, packed, in a sharded LRU: positive answers, negative
+// answers (RFC 2308), the stale window after expiry (RFC 8767) and the prefetch decision. It has
+// no sockets and no clock of its own: callers pass the time, so tests are exact.
+package cache
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/miekg/dns"
+)
+
+// Config sets the cache's size and TTL rules. Zero values mean "off" or "no clamp".
+type Config struct {
+	Size           int           // answers kept, across all shards
+	MinTTL         time.Duration // positive TTLs are raised to at least this
+	MaxTTL         time.Duration // and lowered to at most this (0: 24h)
+	MaxNegativeTTL time.Duration // cap on NXDOMAIN/NODATA lifetime (0: 60s)
+	Prefetch       bool          // refresh popular answers in the last 10% of their TTL
+	ServeStale     bool          // keep expired answers for StaleTTL (RFC 8767)
+	StaleTTL       time.Duration // how long after expiry an answer may still be served
+}
+
+// Validate reports a config the cache cannot work with.
+func (c Config) Validate() error {
+	switch {
+	case c.Size <= 0:
+		return errors.New("size must be positive")
+	case c.MinTTL < 0 || c.MaxTTL < 0 || c.MaxNegativeTTL < 0 || c.StaleTTL < 0:
+		return errors.New("durations must not be negative")
+	case c.MaxTTL > 0 && c.MinTTL > c.MaxTTL:
+		return fmt.Errorf("min_ttl %s is above max_ttl %s", c.MinTTL, c.MaxTTL)
+	}
+	return nil
+}
+
+// State is what a lookup found.
+type State int
+
+const (
+	Miss     State = iota // nothing usable
+	Fresh                 // answer it
+	Prefetch              // answer it, and this caller should refresh it in the background
+	Stale                 // expired but inside the stale window: serve only if upstreams fail
+)
+
+func (s State) String() string {
+	return [...]string{"miss", "fresh", "prefetch", "stale"}[s]
+}
+
+// Question is a cache key: the lowercased wire-format name, type, class and the DO and CD bits,
+// which change what an upstream returns.
+type Question struct {
+	Name   []byte // wire format, lowercased
+	Type   uint16
+	Class  uint16
+	DO, CD bool
+}
+
+func (q *Question) flagByte() byte {
+	var f byte
+	if q.DO {
+		f |= 1
+	}
+	if q.CD {
+		f |= 2
+	}
+	return f
+}
+
+// NewQuestion makes a Question from a presentation-format name, for slow paths and tests.
+func NewQuestion(name string, qtype, qclass uint16, do, cd bool) (Question, error) {
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(dns.Fqdn(strings.ToLower(name)), buf, 0, nil, false)
+	if err != nil {
+		return Question{}, fmt.Errorf("name %q: %w", name, err)
+	}
+	return Question{Name: buf[:n], Type: qtype, Class: qclass, DO: do, CD: cd}, nil
+}
+
+const shardCount = 32
+
+// Cache is a sharded LRU of packed answers; each shard has its own lock.
+type Cache struct {
+	cfg       Config
+	seed      maphash.Seed
+	shards    []*lru.Cache[uint64, *Entry]
+	evictions atomic.Uint64
+}
+
+// New makes an empty cache.
+func New(cfg Config) (*Cache, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxTTL == 0 {
+		cfg.MaxTTL = 24 * time.Hour
+	}
+	if cfg.MaxNegativeTTL == 0 {
+		cfg.MaxNegativeTTL = 60 * time.Second
+	}
+	n := shardCount
+	if cfg.Size < 4*n {
+		n = 1
+	}
+	c := &Cache{cfg: cfg, seed: maphash.MakeSeed(), shards: make([]*lru.Cache[uint64, *Entry], n)}
+	for i := range c.shards {
+		s, err := lru.NewWithEvict(cfg.Size/n, func(uint64, *Entry) { c.evictions.Add(1) })
+		if err != nil {
+			return nil, err
+		}
+		c.shards[i] = s
+	}
+	return c, nil
+}
+
+// Config returns the config the cache runs with, defaults filled in.
+func (c *Cache) Config() Config { return c.cfg }
+
+func (c *Cache) hash(q *Question) uint64 {
+	h := maphash.Bytes(c.seed, q.Name)
+	h ^= uint64(q.Type)<<24 | uint64(q.Class)<<8 | uint64(q.flagByte())
+	h *= 0x9e3779b97f4a7c15
+	return h ^ h>>29
+}
+
+func (c *Cache) shard(h uint64) *lru.Cache[uint64, *Entry] {
+	return c.shards[h%uint64(len(c.shards))]
+}
+
+// Get looks q up. Prefetch is returned to exactly one caller per entry; later hits in the
+// prefetch window see Fresh.
+func (c *Cache) Get(q *Question, now time.Time) (*Entry, State) {
+	h := c.hash(q)
+	s := c.shard(h)
+	e, ok := s.Get(h)
+	if !ok || !e.matches(q) {
+		return nil, Miss
+	}
+	age := now.Sub(e.stored)
+	ttl := time.Duration(e.ttl) * time.Second
+	switch {
+	case age < ttl:
+		if c.cfg.Prefetch && (ttl-age)*10 < ttl && e.prefetching.CompareAndSwap(false, true) {
+			return e, Prefetch
+		}
+		return e, Fresh
+	case c.cfg.ServeStale && age < ttl+c.cfg.StaleTTL:
+		return e, Stale
+	default:
+		s.Remove(h)
+		return nil, Miss
+	}
+}
+
+// Put stores e if it may be cached (a TTL above zero); it replaces any answer to the same
+// question.
+func (c *Cache) Put(e *Entry) {
+	if e.ttl == 0 {
+		return
+	}
+	q := e.question()
+	h := c.hash(&q)
+	c.shard(h).Add(h, e)
+}
+
+// Remove drops the answer to q.
+func (c *Cache) Remove(q *Question) {
+	h := c.hash(q)
+	s := c.shard(h)
+	if e, ok := s.Peek(h); ok && e.matches(q) {
+		s.Remove(h)
+	}
+}
+
+// Len is the number of stored answers.
+func (c *Cache) Len() int {
+	n := 0
+	for _, s := range c.shards {
+		n += s.Len()
+	}
+	return n
+}
+
+// Evictions counts answers pushed out by newer ones.
+func (c *Cache) Evictions() uint64 { return c.evictions.Load() }
+
+// Build turns a response to q into an Entry, applying the TTL rules: positive TTLs clamped to
+// [MinTTL, MaxTTL]; negative answers live min(SOA TTL, SOA MINIMUM, MaxNegativeTTL) (RFC 2308
+// section 5) and are not cached without an SOA; other rcodes are answerable but not cached.
+// m is not modified.
+func (c *Cache) Build(q *Question, m *dns.Msg, now time.Time) (*Entry, error) {
+	return c.build(q, m, now, true)
+}
+
+// Pack turns a locally made answer into an Entry with its TTLs as they are, so that it is
+// written to clients the same way as a cached one. Such an entry is never cached.
+func Pack(q *Question, m *dns.Msg, now time.Time) (*Entry, error) {
+	var c Cache
+	return c.build(q, m, now, false)
+}
+
+func (c *Cache) build(q *Question, m *dns.Msg, now time.Time, rules bool) (*Entry, error) {
+	if len(m.Question) != 1 {
+		return nil, errors.New("response must have one question")
+	}
+	m = m.Copy()
+	m.Id = 0
+	m.Response = true
+	m.Truncated = false
+	m.RecursionDesired = false
+	m.RecursionAvailable = false
+	m.CheckingDisabled = false
+	m.Question[0].Name = strings.ToLower(m.Question[0].Name)
+	extra := m.Extra[:0]
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	m.Extra = extra
+
+	var ttl uint32
+	if rules {
+		ttl = c.applyTTLs(m)
+	}
+	m.Compress = true
+	packed, err := m.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("pack answer: %w", err)
+	}
+	e := &Entry{
+		msg:    packed,
+		stored: now,
+		ttl:    ttl,
+		flags2: packed[2],
+		flags3: packed[3],
+		rcode:  m.Rcode,
+	}
+	e.key = make([]byte, 0, len(q.Name)+5)
+	e.key = append(e.key, q.Name...)
+	e.key = binary.BigEndian.AppendUint16(e.key, q.Type)
+	e.key = binary.BigEndian.AppendUint16(e.key, q.Class)
+	e.key = append(e.key, q.flagByte())
+	if err := e.index(); err != nil {
+		return nil, fmt.Errorf("index answer: %w", err)
+	}
+	return e, nil
+}
+
+// applyTTLs rewrites the TTLs of m by the cache's rules and returns the entry's lifetime in
+// seconds (0: do not cache).
+func (c *Cache) applyTTLs(m *dns.Msg) uint32 {
+	negative := m.Rcode == dns.RcodeNameError || (m.Rcode == dns.RcodeSuccess && len(m.Answer) == 0)
+	if m.Rcode != dns.RcodeSuccess && m.Rcode != dns.RcodeNameError {
+		return 0
+	}
+	if negative {
+		var soa *dns.SOA
+		for _, rr := range m.Ns {
+			if s, ok := rr.(*dns.SOA); ok {
+				soa = s
+			}
+		}
+		if soa == nil {
+			return 0 // RFC 2308 section 5: no SOA, no negative caching
+		}
+		ttl := min(soa.Hdr.Ttl, soa.Minttl, seconds(c.cfg.MaxNegativeTTL))
+		for _, rr := range append(m.Ns, m.Extra...) {
+			rr.Header().Ttl = min(rr.Header().Ttl, ttl)
+		}
+		return ttl
+	}
+	lo, hi := seconds(c.cfg.MinTTL), seconds(c.cfg.MaxTTL)
+	life := hi
+	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			h := rr.Header()
+			h.Ttl = max(lo, min(h.Ttl, hi))
+			life = min(life, h.Ttl)
+		}
+	}
+	return life
+}
+
+func seconds(d time.Duration) uint32 {
+	return uint32(d / time.Second)
+}
+
+func (e *Entry) matches(q *Question) bool {
+	k := e.key
+	n := len(q.Name)
+	return len(k) == n+5 && string(k[:n]) == string(q.Name) &&
+		binary.BigEndian.Uint16(k[n:]) == q.Type &&
+		binary.BigEndian.Uint16(k[n+2:]) == q.Class &&
+		k[n+4] == q.flagByte()
+}
+
+func (e *Entry) question() Question {
+	k := e.key
+	n := len(k) - 5
+	f := k[n+4]
+	return Question{
+		Name:  k[:n],
+		Type:  binary.BigEndian.Uint16(k[n:]),
+		Class: binary.BigEndian.Uint16(k[n+2:]),
+		DO:    f&1 != 0,
+		CD:    f&2 != 0,
+	}
+}

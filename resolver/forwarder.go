@@ -1,0 +1,145 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// ZoneConfig is one forward zone: names under Zone go to Upstreams.
+type ZoneConfig struct {
+	Zone      string
+	Upstreams []netip.AddrPort
+	Protocol  string // "udp" (TCP when truncated) or "tcp"
+}
+
+// Validate reports a zone New would reject.
+func (z ZoneConfig) Validate() error {
+	if _, ok := dns.IsDomainName(z.Zone); !ok {
+		return fmt.Errorf("zone %q is not a domain name", z.Zone)
+	}
+	if len(z.Upstreams) == 0 {
+		return fmt.Errorf("zone %q has no upstreams", z.Zone)
+	}
+	for _, u := range z.Upstreams {
+		if !u.IsValid() || u.Port() == 0 {
+			return fmt.Errorf("zone %q: invalid upstream %v", z.Zone, u)
+		}
+	}
+	switch z.Protocol {
+	case "", "udp", "tcp":
+	case "tls":
+		return fmt.Errorf("zone %q: protocol tls is not built yet", z.Zone)
+	default:
+		return fmt.Errorf("zone %q: protocol %q is not one of udp, tcp", z.Zone, z.Protocol)
+	}
+	return nil
+}
+
+// Forwarder sends questions to the upstream pool of the longest matching forward zone.
+type Forwarder struct {
+	pools    map[string]*Pool // by lowercased FQDN zone
+	zones    []string         // sorted, for listing
+	deadline time.Duration
+
+	mismatched atomic.Uint64 // responses ignored because ID, question or source did not match
+}
+
+// ErrNoZone means no forward zone covers the name.
+var ErrNoZone = errors.New("no forward zone for name")
+
+// NewForwarder builds the pools. deadline bounds one resolution across all upstreams.
+func NewForwarder(zones []ZoneConfig, deadline time.Duration) (*Forwarder, error) {
+	f := &Forwarder{pools: make(map[string]*Pool), deadline: deadline}
+	for _, z := range zones {
+		if err := z.Validate(); err != nil {
+			return nil, err
+		}
+		name := dns.CanonicalName(z.Zone)
+		if _, dup := f.pools[name]; dup {
+			return nil, fmt.Errorf("zone %q is listed twice", z.Zone)
+		}
+		p := &Pool{Zone: name}
+		for _, a := range z.Upstreams {
+			p.Upstreams = append(p.Upstreams, &Upstream{Addr: a, TCP: z.Protocol == "tcp"})
+		}
+		f.pools[name] = p
+		f.zones = append(f.zones, name)
+	}
+	sort.Strings(f.zones)
+	return f, nil
+}
+
+// Pools lists the forward zones in name order.
+func (f *Forwarder) Pools() []*Pool {
+	out := make([]*Pool, len(f.zones))
+	for i, z := range f.zones {
+		out[i] = f.pools[z]
+	}
+	return out
+}
+
+// Mismatched counts responses ignored as not matching their query (RFC 5452).
+func (f *Forwarder) Mismatched() uint64 { return f.mismatched.Load() }
+
+// pool returns the pool of the longest zone name is under.
+func (f *Forwarder) pool(name string) *Pool {
+	name = strings.ToLower(name)
+	for off, end := 0, false; !end; off, end = dns.NextLabel(name, off) {
+		if p, ok := f.pools[name[off:]]; ok {
+			return p
+		}
+	}
+	return f.pools["."]
+}
+
+// Resolve asks the zone's upstreams for q: the best one first, then the others in order, until
+// one answers with something other than SERVFAIL or REFUSED or the deadline passes.
+func (f *Forwarder) Resolve(ctx context.Context, q dns.Question, do, cd bool) (*dns.Msg, error) {
+	p := f.pool(q.Name)
+	if p == nil {
+		return nil, ErrNoZone
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.deadline)
+	defer cancel()
+	var lastErr error
+	for round := 0; round < 3; round++ {
+		for _, u := range p.order(time.Now()) {
+			if ctx.Err() != nil {
+				return nil, errors.Join(lastErr, ctx.Err())
+			}
+			resp, err := f.try(ctx, u, q, do, cd)
+			if err == nil {
+				scrub(resp, p.Zone)
+				return resp, nil
+			}
+			lastErr = err
+		}
+	}
+	return nil, lastErr
+}
+
+// try asks u within its retransmission timeout and records the outcome.
+func (f *Forwarder) try(ctx context.Context, u *Upstream, q dns.Question, do, cd bool) (*dns.Msg, error) {
+	start := time.Now()
+	actx, cancel := context.WithTimeout(ctx, u.rto())
+	resp, err := f.exchange(actx, u, q, do, cd)
+	cancel()
+	rtt := time.Since(start)
+	if err != nil {
+		u.failed(time.Now(), rtt)
+		return nil, exchangeError(u, err)
+	}
+	u.answered(rtt)
+	if resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
+		return nil, exchangeError(u, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode]))
+	}
+	return resp, nil
+}

@@ -1,0 +1,232 @@
+package resolver
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/fleetdns/fleetdns/cache"
+	"github.com/miekg/dns"
+)
+
+// answer runs the pipeline as far as it can go without waiting: parse, access control, policy,
+// cache. It appends the reply to dst, or returns miss=true when the query needs an upstream,
+// in which case the caller hands it to resolveSlow off the read loop. A nil reply with
+// miss=false means drop. A cache hit does not allocate.
+func (s *Server) answer(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now time.Time) (resp []byte, miss bool) {
+	var q query
+	switch err := parseQuery(pkt, &q); err {
+	case nil:
+	case errDrop:
+		return nil, false
+	case errNotImpl:
+		return appendError(dst, pkt, dns.RcodeNotImplemented), false
+	default:
+		s.Stats.Formerr.Add(1)
+		return appendError(dst, pkt, dns.RcodeFormatError), false
+	}
+	s.Stats.Queries.Add(1)
+	p := s.policy.Load()
+	if !p.Allowed(from.Addr()) {
+		s.Stats.Refused.Add(1)
+		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), false
+	}
+	if q.edns && q.version != 0 {
+		return s.badVersion(dst, pkt), false
+	}
+	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
+		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), false
+	}
+	pq := q.policyQuestion()
+	if v := p.Decide(&pq); v.Msg != nil {
+		s.Stats.Local.Add(1)
+		return s.respond(dst, &q, tcp, v.Msg.Rcode, v.Msg, now), false
+	}
+	cq := q.cacheQuestion()
+	e, st := s.cache.Get(&cq, now)
+	switch st {
+	case cache.Fresh:
+		s.Stats.Hits.Add(1)
+	case cache.Prefetch:
+		s.Stats.Hits.Add(1)
+		s.prefetch(&q)
+	default:
+		return nil, true
+	}
+	r := q.reply(tcp)
+	r.Rotate = s.cfg.RoundRobin
+	return e.AppendAnswer(dst, &r, now), false
+}
+
+// resolveSlow answers a query that missed the cache or found only a stale answer. It returns
+// nil when there is nothing to send.
+func (s *Server) resolveSlow(ctx context.Context, pkt []byte, tcp bool) []byte {
+	var q query
+	if parseQuery(pkt, &q) != nil {
+		return nil // answer already checked it
+	}
+	r := q.reply(tcp)
+	r.Rotate = s.cfg.RoundRobin
+	cq := q.cacheQuestion()
+	now := time.Now()
+	e, st := s.cache.Get(&cq, now)
+	switch st {
+	case cache.Fresh, cache.Prefetch: // another query filled it meanwhile
+		s.Stats.Hits.Add(1)
+		return e.AppendAnswer(nil, &r, now)
+	case cache.Stale:
+	default:
+		e = nil
+	}
+	s.Stats.Misses.Add(1)
+	key := flightKey(&cq)
+
+	var f *flight
+	switch {
+	case e != nil && !e.ClaimRetry(now, s.cfg.StaleRetry):
+		// A refresh of this stale answer ran moments ago; join it if it still runs.
+		f = s.flights.active(key)
+	case s.fails.failing(key, now):
+		// Resolution failed moments ago (RFC 9520): do not ask again yet.
+	default:
+		f = s.startFlight(key, &q)
+	}
+	var done <-chan struct{}
+	if f != nil {
+		done = f.done
+	}
+	var timer <-chan time.Time
+	if e != nil {
+		t := time.NewTimer(s.cfg.StaleClientTimeout)
+		defer t.Stop()
+		timer = t.C
+		if f == nil {
+			timer = closedTimer
+		}
+	} else if f == nil {
+		done = closedDone
+	}
+	select {
+	case <-done:
+		if f != nil && f.err == nil {
+			return f.entry.AppendAnswer(nil, &r, time.Now())
+		}
+	case <-timer:
+	case <-ctx.Done():
+	}
+	if e != nil {
+		s.Stats.Stale.Add(1)
+		r.Stale = true
+		return e.AppendAnswer(nil, &r, time.Now())
+	}
+	s.Stats.Servfail.Add(1)
+	return s.respond(nil, &q, tcp, dns.RcodeServerFailure, nil, time.Now())
+}
+
+var (
+	closedDone  = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+	closedTimer = func() chan time.Time { c := make(chan time.Time); close(c); return c }()
+)
+
+// prefetch refreshes an answer in the last 10% of its TTL in the background (unbound's rule).
+func (s *Server) prefetch(q *query) {
+	s.Stats.Prefetches.Add(1)
+	cq := q.cacheQuestion()
+	cq.Name = append([]byte(nil), cq.Name...)
+	s.startFlight(flightKey(&cq), q)
+}
+
+// startFlight starts the upstream resolution for key, or joins the one already running. The
+// resolution runs on the server's context, not the client's, so that clients that give up do
+// not cancel it for the others.
+func (s *Server) startFlight(key string, q *query) *flight {
+	f, leader := s.flights.join(key)
+	if !leader {
+		return f
+	}
+	dq := q.question()
+	cq := q.cacheQuestion()
+	cq.Name = append([]byte(nil), cq.Name...)
+	ok := s.offLoop(func() {
+		resp, err := s.fwd.Resolve(s.ctx, dq, cq.DO, cq.CD)
+		var e *cache.Entry
+		now := time.Now()
+		if err == nil {
+			e, err = s.cache.Build(&cq, resp, now)
+		}
+		if err != nil {
+			s.fails.record(key, now)
+			s.log.LogAttrs(context.Background(), slog.LevelDebug, "resolution failed",
+				slog.String("name", dq.Name), slog.String("err", err.Error()))
+		} else {
+			s.fails.clear(key)
+			s.cache.Put(e)
+		}
+		s.flights.finish(key, f, e, err)
+	})
+	if !ok {
+		s.flights.finish(key, f, nil, errors.New("too many queries in flight"))
+	}
+	return f
+}
+
+func flightKey(q *cache.Question) string {
+	b := make([]byte, 0, len(q.Name)+5)
+	b = append(b, q.Name...)
+	b = binary.BigEndian.AppendUint16(b, q.Type)
+	b = binary.BigEndian.AppendUint16(b, q.Class)
+	var f byte
+	if q.DO {
+		f |= 1
+	}
+	if q.CD {
+		f |= 2
+	}
+	return string(append(b, f))
+}
+
+// respond writes a locally made answer (m), or an empty one with rcode when m is nil, through
+// the same writer as cached answers, so ID, case, flags and EDNS are handled in one place.
+func (s *Server) respond(dst []byte, q *query, tcp bool, rcode int, m *dns.Msg, now time.Time) []byte {
+	if m == nil {
+		m = new(dns.Msg)
+		m.Question = []dns.Question{q.question()}
+		m.Rcode = rcode
+	}
+	cq := q.cacheQuestion()
+	e, err := cache.Pack(&cq, m, now)
+	if err != nil {
+		s.log.Error("pack local answer", "err", err)
+		return nil
+	}
+	r := q.reply(tcp)
+	return e.AppendAnswer(dst, &r, now)
+}
+
+// badVersion answers an EDNS version we do not speak with BADVERS (RFC 6891 section 6.1.3).
+func (s *Server) badVersion(dst []byte, pkt []byte) []byte {
+	req := new(dns.Msg)
+	if err := req.Unpack(pkt); err != nil {
+		return appendError(dst, pkt, dns.RcodeFormatError)
+	}
+	m := new(dns.Msg)
+	m.SetRcode(req, dns.RcodeBadVers)
+	m.RecursionAvailable = true
+	m.SetEdns0(cache.EDNSBufferSize, false)
+	out, err := m.PackBuffer(dst)
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+func netipAddrPort(a net.Addr) (netip.AddrPort, error) {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort(), nil
+	}
+	return netip.AddrPort{}, errors.New("not a TCP address")
+}

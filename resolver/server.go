@@ -1,0 +1,248 @@
+// Package resolver serves DNS queries end to end: UDP and TCP listeners, the query pipeline
+// (access control, policy, cache, forwarder), upstream pools with RTT-based selection,
+// coalescing of identical misses, prefetch and serve-stale refreshes.
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fleetdns/fleetdns/cache"
+	"github.com/fleetdns/fleetdns/policy"
+	"golang.org/x/sys/unix"
+)
+
+// Config is the resolver's part of the configuration. Resolution order for a query: access
+// control, policy (local answers), cache (fresh: answer; in the prefetch window: answer and
+// refresh; stale: refresh, and answer stale if the refresh fails or is slower than
+// StaleClientTimeout), forwarder (longest forward zone, best upstream first), store, answer.
+type Config struct {
+	Listen             []netip.AddrPort
+	Forward            []ZoneConfig
+	RoundRobin         bool          // rotate address RRsets per answer
+	StaleClientTimeout time.Duration // how long a client waits for a refresh before getting a stale answer
+	StaleRetry         time.Duration // at most one refresh of a stale answer per this interval (default 5s)
+	ResolveTimeout     time.Duration // one resolution across all upstreams (default 4s)
+	MaxInflight        int           // concurrent misses; more are dropped (default 4096)
+	SocketsPerListener int           // UDP sockets with SO_REUSEPORT per address (default GOMAXPROCS)
+	// OptionalListen lists addresses whose bind failure (no such address here) is logged, not
+	// fatal: the embedded defaults include [::1]:53, which a host without IPv6 lacks.
+	OptionalListen []netip.AddrPort
+}
+
+// Validate reports a config New would reject.
+func (c Config) Validate() error {
+	if len(c.Listen) == 0 {
+		return errors.New("listen: at least one address is needed")
+	}
+	for _, a := range c.Listen {
+		if !a.IsValid() {
+			return fmt.Errorf("listen: invalid address %v", a)
+		}
+	}
+	if len(c.Forward) == 0 {
+		return errors.New("forward: at least one zone is needed")
+	}
+	for _, z := range c.Forward {
+		if err := z.Validate(); err != nil {
+			return fmt.Errorf("forward: %w", err)
+		}
+	}
+	if c.StaleClientTimeout < 0 || c.ResolveTimeout < 0 || c.StaleRetry < 0 {
+		return errors.New("timeouts must not be negative")
+	}
+	return nil
+}
+
+// Stats counts what the pipeline did; the metrics issue exposes them.
+type Stats struct {
+	Queries, Hits, Misses, Prefetches, Stale, Local, Refused, Formerr, Dropped, Servfail atomic.Uint64
+}
+
+// Server answers queries on its listeners.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	cache   *cache.Cache
+	policy  atomic.Pointer[policy.Policy]
+	fwd     *Forwarder
+	flights flights
+	fails   *failures
+	slots   chan struct{} // bounds goroutines off the read loop
+	Stats   Stats
+
+	udp []*net.UDPConn
+	tcp []*net.TCPListener
+	wg  sync.WaitGroup // every goroutine the server starts
+	ctx context.Context
+}
+
+// New builds a Server; it binds nothing until Listen or Run.
+func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if c == nil || p == nil || log == nil {
+		return nil, errors.New("resolver: cache, policy and logger are required")
+	}
+	if cfg.StaleClientTimeout == 0 {
+		cfg.StaleClientTimeout = 1800 * time.Millisecond
+	}
+	if cfg.StaleRetry == 0 {
+		cfg.StaleRetry = 5 * time.Second
+	}
+	if cfg.ResolveTimeout == 0 {
+		cfg.ResolveTimeout = 4 * time.Second
+	}
+	if cfg.MaxInflight == 0 {
+		cfg.MaxInflight = 4096
+	}
+	if cfg.SocketsPerListener == 0 {
+		cfg.SocketsPerListener = runtime.GOMAXPROCS(0)
+	}
+	fwd, err := NewForwarder(cfg.Forward, cfg.ResolveTimeout)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, cache: c, fwd: fwd, fails: newFailures(10000),
+		slots: make(chan struct{}, cfg.MaxInflight), ctx: context.Background()}
+	s.flights.m = make(map[string]*flight)
+	s.policy.Store(p)
+	return s, nil
+}
+
+// SetPolicy swaps the policy; queries already running keep the one they started with.
+func (s *Server) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
+
+// Forwarder gives access to the upstream pools, for status.
+func (s *Server) Forwarder() *Forwarder { return s.fwd }
+
+// Cache is the server's answer cache.
+func (s *Server) Cache() *cache.Cache { return s.cache }
+
+// Listen binds every listen address: SocketsPerListener UDP sockets sharing the port with
+// SO_REUSEPORT, and one TCP listener. A port of 0 picks one free port for both.
+func (s *Server) Listen() error {
+	for _, a := range s.cfg.Listen {
+		err := s.listen(a)
+		if err != nil && isOptional(s.cfg.OptionalListen, a) && errors.Is(err, syscall.EADDRNOTAVAIL) {
+			s.log.Warn("listen address not available here, skipped", "addr", a.String(), "err", err)
+			continue
+		}
+		if err != nil {
+			s.closeListeners()
+			return err
+		}
+	}
+	if len(s.udp) == 0 {
+		return errors.New("listen: no address could be bound")
+	}
+	return nil
+}
+
+func isOptional(list []netip.AddrPort, a netip.AddrPort) bool {
+	for _, o := range list {
+		if o == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) listen(a netip.AddrPort) error {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		return errors.Join(err, serr)
+	}}
+	ctx := context.Background()
+	for i := 0; i < s.cfg.SocketsPerListener; i++ {
+		pc, err := lc.ListenPacket(ctx, "udp", a.String())
+		if err != nil {
+			return fmt.Errorf("listen udp %s: %w", a, err)
+		}
+		c := pc.(*net.UDPConn)
+		s.udp = append(s.udp, c)
+		if a.Port() == 0 { // the others join the port the kernel chose
+			a = netip.AddrPortFrom(a.Addr(), uint16(c.LocalAddr().(*net.UDPAddr).Port))
+		}
+	}
+	l, err := lc.Listen(ctx, "tcp", a.String())
+	if err != nil {
+		return fmt.Errorf("listen tcp %s: %w", a, err)
+	}
+	s.tcp = append(s.tcp, l.(*net.TCPListener))
+	return nil
+}
+
+// Addrs returns the bound UDP addresses, one per listen address (TCP uses the same ports).
+func (s *Server) Addrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	seen := map[netip.AddrPort]bool{}
+	for _, c := range s.udp {
+		a := c.LocalAddr().(*net.UDPAddr).AddrPort()
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (s *Server) closeListeners() {
+	for _, c := range s.udp {
+		c.Close()
+	}
+	for _, l := range s.tcp {
+		l.Close()
+	}
+}
+
+// Run serves until ctx is done, then closes the listeners and returns once every goroutine it
+// started has exited. It binds first if Listen was not called.
+func (s *Server) Run(ctx context.Context) error {
+	if len(s.udp) == 0 {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	s.ctx = ctx
+	for _, c := range s.udp {
+		s.wg.Go(func() { s.serveUDP(c) })
+	}
+	for _, l := range s.tcp {
+		s.wg.Go(func() { s.serveTCP(ctx, l) })
+	}
+	s.log.Info("serving", "listen", fmt.Sprint(s.Addrs()))
+	<-ctx.Done()
+	s.closeListeners()
+	s.wg.Wait()
+	return nil
+}
+
+// offLoop runs fn in a goroutine, bounded by MaxInflight; when all slots are taken the query is
+// dropped, and the client retries, rather than letting a dead upstream pile up goroutines.
+func (s *Server) offLoop(fn func()) bool {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		s.Stats.Dropped.Add(1)
+		return false
+	}
+	s.wg.Go(func() {
+		defer func() { <-s.slots }()
+		fn()
+	})
+	return true
+}
