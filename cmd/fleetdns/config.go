@@ -1,0 +1,369 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetdns/fleetdns/cache"
+	"github.com/fleetdns/fleetdns/policy"
+	"github.com/fleetdns/fleetdns/resolver"
+	"github.com/miekg/dns"
+	"go.yaml.in/yaml/v3"
+)
+
+// config is the whole YAML file, turned into each package's Config.
+type config struct {
+	Resolver resolver.Config
+	Cache    cache.Config
+	Policy   policy.Config
+	Log      logConfig
+}
+
+type logConfig struct {
+	Level   slog.Level
+	Format  string // text | json
+	Queries bool
+}
+
+// defaultConfig is what runs without -config: the contract in DESIGN.md, with upstreams taken
+// from resolv.conf by the caller.
+func defaultConfig() config {
+	listen := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53"), netip.MustParseAddrPort("[::1]:53")}
+	return config{
+		Resolver: resolver.Config{
+			Listen:             listen,
+			OptionalListen:     listen[1:],
+			StaleClientTimeout: 1800 * time.Millisecond,
+		},
+		Cache: cache.Config{
+			Size: 100000, MaxTTL: 24 * time.Hour, MaxNegativeTTL: 60 * time.Second,
+			Prefetch: true, ServeStale: true, StaleTTL: 24 * time.Hour,
+		},
+		Policy: policy.Config{AccessControl: []netip.Prefix{
+			netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}},
+		Log: logConfig{Level: slog.LevelInfo, Format: "text"},
+	}
+}
+
+// plannedKeys are keys of the config contract that this version does not act on yet; naming
+// them is better than calling them unknown or silently ignoring them.
+var plannedKeys = map[string]bool{
+	"local_zones": true, "local_data": true, "local_data_files": true, "block_aaaa": true,
+	"synthesize": true, "junk_guard": true, "metrics": true, "control": true, "node": true,
+	"bgp": true, "failover": true,
+}
+
+// loadConfig reads and checks a config file. Every error names the file, the line and the key;
+// all errors found are returned together.
+func loadConfig(path string) (config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return config{}, err
+	}
+	return parseConfig(path, data)
+}
+
+func parseConfig(path string, data []byte) (config, error) {
+	cfg := defaultConfig()
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	p := &parser{file: path}
+	if len(root.Content) == 0 {
+		return cfg, fmt.Errorf("%s: empty config", path)
+	}
+	p.mapping(root.Content[0], "", func(key string, k, v *yaml.Node) {
+		switch key {
+		case "listen":
+			cfg.Resolver.Listen = p.addrList(v, key, 0)
+			cfg.Resolver.OptionalListen = nil // addresses the operator wrote must bind
+		case "access_control":
+			cfg.Policy.AccessControl = p.prefixList(v, key)
+		case "cache":
+			p.cache(v, &cfg.Cache, &cfg.Resolver)
+		case "forward":
+			cfg.Resolver.Forward = p.forward(v)
+		case "rrset_roundrobin":
+			cfg.Resolver.RoundRobin = p.boolean(v, key)
+		case "log":
+			p.log(v, &cfg.Log)
+		default:
+			if plannedKeys[key] {
+				p.errorf(k, key, "not supported by this version yet")
+			} else {
+				p.errorf(k, key, "unknown key")
+			}
+		}
+	})
+	if len(p.errs) > 0 {
+		return cfg, errors.Join(p.errs...)
+	}
+	if len(cfg.Resolver.Forward) == 0 {
+		fwd, err := resolvConfForward(resolvConfPath, cfg.Resolver.Listen)
+		if err != nil {
+			return cfg, fmt.Errorf("%s: forward: none given, and %w", path, err)
+		}
+		cfg.Resolver.Forward = fwd
+	}
+	// Backstop: the packages' own checks, for rules that span keys.
+	for _, err := range []error{cfg.Resolver.Validate(), cfg.Cache.Validate(), cfg.Policy.Validate()} {
+		if err != nil {
+			p.errs = append(p.errs, fmt.Errorf("%s: %w", path, err))
+		}
+	}
+	return cfg, errors.Join(p.errs...)
+}
+
+func (p *parser) cache(n *yaml.Node, c *cache.Config, r *resolver.Config) {
+	p.mapping(n, "cache", func(key string, k, v *yaml.Node) {
+		switch key {
+		case "cache.size":
+			c.Size = p.integer(v, key, 1)
+		case "cache.min_ttl":
+			c.MinTTL = p.duration(v, key)
+		case "cache.max_ttl":
+			c.MaxTTL = p.duration(v, key)
+		case "cache.max_negative_ttl":
+			c.MaxNegativeTTL = p.duration(v, key)
+		case "cache.prefetch":
+			c.Prefetch = p.boolean(v, key)
+		case "cache.serve_stale":
+			c.ServeStale = p.boolean(v, key)
+		case "cache.stale_ttl":
+			c.StaleTTL = p.duration(v, key)
+		case "cache.stale_client_timeout":
+			r.StaleClientTimeout = p.duration(v, key)
+		default:
+			p.errorf(k, key, "unknown key")
+		}
+	})
+	if c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {
+		p.errorf(n, "cache.min_ttl", "%s is above max_ttl %s", c.MinTTL, c.MaxTTL)
+	}
+}
+
+func (p *parser) forward(n *yaml.Node) []resolver.ZoneConfig {
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, "forward", "must be a list of zones")
+		return nil
+	}
+	var zones []resolver.ZoneConfig
+	seen := map[string]bool{}
+	for i, item := range n.Content {
+		prefix := fmt.Sprintf("forward[%d]", i)
+		var z resolver.ZoneConfig
+		p.mapping(item, prefix, func(key string, k, v *yaml.Node) {
+			switch strings.TrimPrefix(key, prefix+".") {
+			case "zone":
+				z.Zone = p.str(v, key)
+				if _, ok := dns.IsDomainName(z.Zone); !ok || z.Zone == "" {
+					p.errorf(v, key, "%q is not a domain name", z.Zone)
+				}
+				if name := dns.CanonicalName(z.Zone); seen[name] {
+					p.errorf(v, key, "zone %q is listed twice", z.Zone)
+				} else {
+					seen[name] = true
+				}
+			case "upstreams":
+				z.Upstreams = p.addrList(v, key, 53)
+			case "protocol":
+				z.Protocol = p.str(v, key)
+				switch z.Protocol {
+				case "udp", "tcp":
+				case "tls":
+					p.errorf(v, key, "tls is not supported by this version yet")
+				default:
+					p.errorf(v, key, "%q is not one of udp, tcp", z.Protocol)
+				}
+			default:
+				p.errorf(k, key, "unknown key")
+			}
+		})
+		if z.Zone == "" {
+			p.errorf(item, prefix+".zone", "missing")
+		}
+		if len(z.Upstreams) == 0 {
+			p.errorf(item, prefix+".upstreams", "missing: at least one upstream is needed")
+		}
+		zones = append(zones, z)
+	}
+	return zones
+}
+
+func (p *parser) log(n *yaml.Node, l *logConfig) {
+	p.mapping(n, "log", func(key string, k, v *yaml.Node) {
+		switch key {
+		case "log.level":
+			if err := l.Level.UnmarshalText([]byte(p.str(v, key))); err != nil {
+				p.errorf(v, key, "%q is not one of debug, info, warn, error", v.Value)
+			}
+		case "log.format":
+			l.Format = p.str(v, key)
+			if l.Format != "text" && l.Format != "json" {
+				p.errorf(v, key, "%q is not one of text, json", l.Format)
+			}
+		case "log.queries":
+			l.Queries = p.boolean(v, key)
+		default:
+			p.errorf(k, key, "unknown key")
+		}
+	})
+}
+
+// parser walks YAML nodes and collects errors that name file, line and key.
+type parser struct {
+	file string
+	errs []error
+}
+
+func (p *parser) errorf(n *yaml.Node, key, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s:%d: %s: %s", p.file, n.Line, key, fmt.Sprintf(format, args...)))
+}
+
+// mapping calls fn for each key of a mapping node with the key's dotted path.
+func (p *parser) mapping(n *yaml.Node, path string, fn func(key string, k, v *yaml.Node)) {
+	if n.Kind != yaml.MappingNode {
+		name := path
+		if name == "" {
+			name = "config"
+		}
+		p.errorf(n, name, "must be a mapping of keys to values")
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		key := k.Value
+		if path != "" {
+			key = path + "." + k.Value
+		}
+		if seen[key] {
+			p.errorf(k, key, "given twice")
+			continue
+		}
+		seen[key] = true
+		fn(key, k, v)
+	}
+}
+
+func (p *parser) scalar(n *yaml.Node, key string) (string, bool) {
+	if n.Kind != yaml.ScalarNode {
+		p.errorf(n, key, "must be a single value")
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (p *parser) str(n *yaml.Node, key string) string {
+	s, _ := p.scalar(n, key)
+	return s
+}
+
+func (p *parser) boolean(n *yaml.Node, key string) bool {
+	s, ok := p.scalar(n, key)
+	if !ok {
+		return false
+	}
+	switch s {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	p.errorf(n, key, "%q is not true or false", s)
+	return false
+}
+
+func (p *parser) integer(n *yaml.Node, key string, least int) int {
+	s, ok := p.scalar(n, key)
+	if !ok {
+		return 0
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < least {
+		p.errorf(n, key, "%q is not a whole number of at least %d", s, least)
+	}
+	return v
+}
+
+func (p *parser) duration(n *yaml.Node, key string) time.Duration {
+	s, ok := p.scalar(n, key)
+	if !ok {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		p.errorf(n, key, "%q is not a duration (write e.g. 1500ms, 30s, 24h)", s)
+	}
+	return d
+}
+
+func (p *parser) list(n *yaml.Node, key string) []*yaml.Node {
+	if n.Kind == yaml.ScalarNode && n.Value != "" {
+		return []*yaml.Node{n} // a single value where a list was expected
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, key, "must be a list")
+		return nil
+	}
+	return n.Content
+}
+
+// addrList parses addresses with ports; defaultPort, if not 0, is used when one is missing.
+func (p *parser) addrList(n *yaml.Node, key string, defaultPort uint16) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, item := range p.list(n, key) {
+		s, ok := p.scalar(item, key)
+		if !ok {
+			continue
+		}
+		a, err := parseAddrPort(s, defaultPort)
+		if err != nil {
+			p.errorf(item, key, "%v", err)
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func parseAddrPort(s string, defaultPort uint16) (netip.AddrPort, error) {
+	if a, err := netip.ParseAddrPort(s); err == nil {
+		return a, nil
+	}
+	if defaultPort != 0 {
+		if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+			return netip.AddrPortFrom(a, defaultPort), nil
+		}
+		return netip.AddrPort{}, fmt.Errorf("%q is not an IP address with an optional port (192.0.2.1, 192.0.2.1:5300, [2001:db8::1]:53)", s)
+	}
+	return netip.AddrPort{}, fmt.Errorf("%q is not an IP address and port (127.0.0.1:53, [::1]:53)", s)
+}
+
+func (p *parser) prefixList(n *yaml.Node, key string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, item := range p.list(n, key) {
+		s, ok := p.scalar(item, key)
+		if !ok {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				p.errorf(item, key, "%q is not an address or prefix (10.0.0.0/8, ::1)", s)
+				continue
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, pfx.Masked())
+	}
+	return out
+}

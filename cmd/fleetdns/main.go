@@ -1,0 +1,161 @@
+// Command fleetdns is a caching DNS stub for every server of a fleet (client mode) and, in
+// server mode, an anycast resolver node. This file is the composition root: it turns the config
+// into each package's Config, wires them, and runs them until a signal.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/fleetdns/fleetdns/cache"
+	"github.com/fleetdns/fleetdns/policy"
+	"github.com/fleetdns/fleetdns/resolver"
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; otherwise the module's.
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage:
+  fleetdns client [-config FILE]   run the caching stub (embedded defaults without -config)
+  fleetdns check -config FILE      validate a config file
+  fleetdns version                 print the version
+`
+
+// run is main without the process: it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "client":
+		return runClient(ctx, args[1:], stderr)
+	case "check":
+		return runCheck(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "fleetdns", versionString())
+		return 0
+	case "server", "ctl", "install", "uninstall":
+		fmt.Fprintf(stderr, "fleetdns %s: not built yet in this version\n", args[0])
+		return 2
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "fleetdns: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file to check")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "fleetdns check: -config FILE is required")
+		return 2
+	}
+	if _, err := loadConfig(*path); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *path)
+	return 0
+}
+
+func runClient(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("client", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (default: embedded defaults, upstreams from /etc/resolv.conf)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg := defaultConfig()
+	var err error
+	if *path != "" {
+		cfg, err = loadConfig(*path)
+	} else {
+		cfg.Resolver.Forward, err = resolvConfForward(resolvConfPath, cfg.Resolver.Listen)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log)
+	srv, err := build(cfg, log)
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	if err := srv.Listen(); err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	// SIGHUP would otherwise kill the process; reload is a later feature.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			log.Warn("SIGHUP: reload is not built yet; config unchanged")
+		}
+	}()
+	if err := srv.Run(ctx); err != nil {
+		log.Error("run", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// build wires the packages of the query pipeline from a config.
+func build(cfg config, log *slog.Logger) (*resolver.Server, error) {
+	c, err := cache.New(cfg.Cache)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	p, err := policy.New(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	srv, err := resolver.New(cfg.Resolver, c, p, log)
+	if err != nil {
+		return nil, errors.Join(errors.New("resolver"), err)
+	}
+	return srv, nil
+}
+
+func newLogger(w io.Writer, l logConfig) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.Level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
