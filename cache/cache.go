@@ -229,6 +229,7 @@ func (c *Cache) build(q *Question, m *dns.Msg, now time.Time, rules bool) (*Entr
 	var ttl uint32
 	if rules {
 		ttl = c.applyTTLs(m)
+		m.Authoritative = false // an answer from a cache is not authoritative
 	}
 	m.Compress = true
 	packed, err := m.Pack()

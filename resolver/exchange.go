@@ -128,5 +128,3 @@ func (f *Forwarder) match(m *dns.Msg, b []byte) (*dns.Msg, bool) {
 func exchangeError(u *Upstream, err error) error {
 	return fmt.Errorf("forward to %s: %w", u.Addr, err)
 }
-
-

@@ -73,7 +73,7 @@ func Start(dir string, addr netip.Addr, zones ...Zone) (*Server, error) {
 remote-control:
   control-enable: no
 `, addr, port, port, dir, filepath.Join(dir, "nsd.pid"), filepath.Join(dir, "zone.list"),
-		filepath.Join(dir, "xfrd.state"), dir, filepath.Join(dir, "nsd.log"), addr.Is4(), addr.Is6())
+		filepath.Join(dir, "xfrd.state"), dir, filepath.Join(dir, "nsd.log"), yesNo(addr.Is4()), yesNo(addr.Is6()))
 	for _, z := range zones {
 		abs, err := filepath.Abs(z.File)
 		if err != nil {
@@ -166,4 +166,11 @@ func FreePort(addr netip.Addr) (uint16, error) {
 		}
 	}
 	return 0, errors.New("no free port")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
