@@ -83,7 +83,8 @@ func (s *Server) resolveSlow(ctx context.Context, pkt []byte, tcp bool) []byte {
 		e = nil
 	}
 	s.Stats.Misses.Add(1)
-	key := flightKey(&cq)
+	p := q.pending()
+	key := p.key
 
 	var f *flight
 	switch {
@@ -93,7 +94,7 @@ func (s *Server) resolveSlow(ctx context.Context, pkt []byte, tcp bool) []byte {
 	case s.fails.failing(key, now):
 		// Resolution failed moments ago (RFC 9520): do not ask again yet.
 	default:
-		f = s.startFlight(key, &q)
+		f = s.startFlight(p)
 	}
 	var done <-chan struct{}
 	if f != nil {
@@ -135,41 +136,48 @@ var (
 // prefetch refreshes an answer in the last 10% of its TTL in the background (unbound's rule).
 func (s *Server) prefetch(q *query) {
 	s.Stats.Prefetches.Add(1)
-	cq := q.cacheQuestion()
-	cq.Name = append([]byte(nil), cq.Name...)
-	s.startFlight(flightKey(&cq), q)
+	s.startFlight(q.pending())
 }
 
-// startFlight starts the upstream resolution for key, or joins the one already running. The
+// pending is what one upstream resolution needs, copied off the packet buffer.
+type pending struct {
+	key string
+	cq  cache.Question
+	dq  dns.Question
+}
+
+func (q *query) pending() pending {
+	cq := cache.Question{Name: append([]byte(nil), q.lowerName()...), Type: q.qtype, Class: q.qclass, DO: q.do, CD: q.cd}
+	return pending{key: flightKey(&cq), cq: cq, dq: q.question()}
+}
+
+// startFlight starts the upstream resolution of p, or joins the one already running. The
 // resolution runs on the server's context, not the client's, so that clients that give up do
 // not cancel it for the others.
-func (s *Server) startFlight(key string, q *query) *flight {
-	f, leader := s.flights.join(key)
+func (s *Server) startFlight(p pending) *flight {
+	f, leader := s.flights.join(p.key)
 	if !leader {
 		return f
 	}
-	dq := q.question()
-	cq := q.cacheQuestion()
-	cq.Name = append([]byte(nil), cq.Name...)
 	ok := s.offLoop(func() {
-		resp, err := s.fwd.Resolve(s.ctx, dq, cq.DO, cq.CD)
+		resp, err := s.fwd.Resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD)
 		var e *cache.Entry
 		now := time.Now()
 		if err == nil {
-			e, err = s.cache.Build(&cq, resp, now)
+			e, err = s.cache.Build(&p.cq, resp, now)
 		}
 		if err != nil {
-			s.fails.record(key, now)
+			s.fails.record(p.key, now)
 			s.log.LogAttrs(context.Background(), slog.LevelDebug, "resolution failed",
-				slog.String("name", dq.Name), slog.String("err", err.Error()))
+				slog.String("name", p.dq.Name), slog.String("err", err.Error()))
 		} else {
-			s.fails.clear(key)
+			s.fails.clear(p.key)
 			s.cache.Put(e)
 		}
-		s.flights.finish(key, f, e, err)
+		s.flights.finish(p.key, f, e, err)
 	})
 	if !ok {
-		s.flights.finish(key, f, nil, errors.New("too many queries in flight"))
+		s.flights.finish(p.key, f, nil, errors.New("too many queries in flight"))
 	}
 	return f
 }
