@@ -34,6 +34,11 @@ func testCacheConfig() cache.Config {
 // startServer runs a resolver on a free loopback port until the test ends.
 func startServer(t *testing.T, cfg Config, cc cache.Config) *Server {
 	t.Helper()
+	return startServerLog(t, cfg, cc, slog.New(slog.DiscardHandler))
+}
+
+func startServerLog(t *testing.T, cfg Config, cc cache.Config, log *slog.Logger) *Server {
+	t.Helper()
 	if len(cfg.Listen) == 0 {
 		cfg.Listen = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}
 	}
@@ -48,7 +53,7 @@ func startServer(t *testing.T, cfg Config, cc cache.Config) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, c, p, slog.New(slog.DiscardHandler))
+	s, err := New(cfg, c, p, log)
 	if err != nil {
 		t.Fatal(err)
 	}

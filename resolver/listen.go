@@ -27,11 +27,12 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			}
 			continue
 		}
-		resp, miss := s.answer(buf[:n], from, false, out[:0], time.Now())
+		now := time.Now()
+		resp, miss := s.answer(buf[:n], from, false, out[:0], now)
 		if miss {
 			pkt := append([]byte(nil), buf[:n]...)
 			s.offLoop(func() {
-				if resp := s.resolveSlow(s.ctx, pkt, false); resp != nil {
+				if resp := s.resolveSlow(s.ctx, pkt, from, false, now); resp != nil {
 					c.WriteToUDPAddrPort(resp, from)
 				}
 			})
@@ -98,12 +99,13 @@ func (s *Server) serveConn(c net.Conn) {
 		if _, err := io.ReadFull(c, pkt); err != nil {
 			return
 		}
-		resp, miss := s.answer(pkt, from, true, out[:0], time.Now())
+		now := time.Now()
+		resp, miss := s.answer(pkt, from, true, out[:0], now)
 		if miss {
 			pending.Add(1)
 			if !s.offLoop(func() {
 				defer pending.Done()
-				if resp := s.resolveSlow(s.ctx, pkt, true); resp != nil {
+				if resp := s.resolveSlow(s.ctx, pkt, from, true, now); resp != nil {
 					write(resp)
 				}
 			}) {

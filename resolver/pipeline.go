@@ -13,61 +13,116 @@ import (
 	"github.com/miekg/dns"
 )
 
+// source says where an answer came from, for the query log and metrics.
+type source int
+
+const (
+	srcDrop     source = iota // no answer sent
+	srcError                  // FORMERR, NOTIMP, BADVERS
+	srcRefused                // access control or a refused query type
+	srcLocal                  // policy: local zones and data
+	srcCache                  // a fresh cache hit
+	srcPrefetch               // a cache hit that started a prefetch
+	srcMiss                   // needs the upstream: not answered yet
+	srcUpstream               // answered after an upstream resolution
+	srcStale                  // an expired answer, served because the upstreams failed or were slow
+	srcServfail               // resolution failed and nothing stale was there
+)
+
+func (s source) String() string {
+	return [...]string{"drop", "error", "refused", "local", "cache", "prefetch", "miss", "upstream", "stale", "servfail"}[s]
+}
+
 // answer runs the pipeline as far as it can go without waiting: parse, access control, policy,
 // cache. It appends the reply to dst, or returns miss=true when the query needs an upstream,
 // in which case the caller hands it to resolveSlow off the read loop. A nil reply with
 // miss=false means drop. A cache hit does not allocate.
 func (s *Server) answer(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now time.Time) (resp []byte, miss bool) {
+	resp, src := s.fast(pkt, from, tcp, dst, now)
+	if s.cfg.QueryLog && src != srcMiss {
+		s.logQuery(pkt, from, src, resp, now)
+	}
+	return resp, src == srcMiss
+}
+
+func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now time.Time) ([]byte, source) {
 	var q query
 	switch err := parseQuery(pkt, &q); err {
 	case nil:
 	case errDrop:
-		return nil, false
+		return nil, srcDrop
 	case errNotImpl:
-		return appendError(dst, pkt, dns.RcodeNotImplemented), false
+		return appendError(dst, pkt, dns.RcodeNotImplemented), srcError
 	default:
 		s.Stats.Formerr.Add(1)
-		return appendError(dst, pkt, dns.RcodeFormatError), false
+		return appendError(dst, pkt, dns.RcodeFormatError), srcError
 	}
 	s.Stats.Queries.Add(1)
 	p := s.policy.Load()
 	if !p.Allowed(from.Addr()) {
 		s.Stats.Refused.Add(1)
-		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), false
+		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
 	if q.edns && q.version != 0 {
-		return s.badVersion(dst, pkt), false
+		return s.badVersion(dst, pkt), srcError
 	}
 	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
-		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), false
+		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
 	pq := q.policyQuestion()
 	if v := p.Decide(&pq); v.Msg != nil {
 		s.Stats.Local.Add(1)
-		return s.respond(dst, &q, tcp, v.Msg.Rcode, v.Msg, now), false
+		return s.respond(dst, &q, tcp, v.Msg.Rcode, v.Msg, now), srcLocal
 	}
 	cq := q.cacheQuestion()
 	e, st := s.cache.Get(&cq, now)
+	src := srcCache
 	switch st {
 	case cache.Fresh:
 		s.Stats.Hits.Add(1)
 	case cache.Prefetch:
 		s.Stats.Hits.Add(1)
 		s.prefetch(&q)
+		src = srcPrefetch
 	default:
-		return nil, true
+		return nil, srcMiss
 	}
 	r := q.reply(tcp)
 	r.Rotate = s.cfg.RoundRobin
-	return e.AppendAnswer(dst, &r, now), false
+	return e.AppendAnswer(dst, &r, now), src
+}
+
+// logQuery writes one query log line: client, name, type, rcode, latency, where the answer
+// came from.
+func (s *Server) logQuery(pkt []byte, from netip.AddrPort, src source, resp []byte, start time.Time) {
+	var q query
+	name, qtype := "", ""
+	if parseQuery(pkt, &q) == nil {
+		name, qtype = q.question().Name, dns.TypeToString[q.qtype]
+	}
+	rcode := "-"
+	if len(resp) >= 12 {
+		rcode = dns.RcodeToString[int(resp[3]&0xf)]
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "query",
+		slog.String("client", from.String()), slog.String("name", name), slog.String("type", qtype),
+		slog.String("rcode", rcode), slog.Duration("latency", time.Since(start)), slog.String("source", src.String()))
 }
 
 // resolveSlow answers a query that missed the cache or found only a stale answer. It returns
-// nil when there is nothing to send.
-func (s *Server) resolveSlow(ctx context.Context, pkt []byte, tcp bool) []byte {
+// nil when there is nothing to send. start is when the query arrived.
+func (s *Server) resolveSlow(ctx context.Context, pkt []byte, from netip.AddrPort, tcp bool, start time.Time) []byte {
+	resp, src := s.slow(ctx, pkt, tcp)
+	if s.cfg.QueryLog {
+		s.logQuery(pkt, from, src, resp, start)
+	}
+	return resp
+}
+
+func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source) {
 	var q query
 	if parseQuery(pkt, &q) != nil {
-		return nil // answer already checked it
+		return nil, srcDrop // answer already checked it
 	}
 	r := q.reply(tcp)
 	r.Rotate = s.cfg.RoundRobin
@@ -77,7 +132,7 @@ func (s *Server) resolveSlow(ctx context.Context, pkt []byte, tcp bool) []byte {
 	switch st {
 	case cache.Fresh, cache.Prefetch: // another query filled it meanwhile
 		s.Stats.Hits.Add(1)
-		return e.AppendAnswer(nil, &r, now)
+		return e.AppendAnswer(nil, &r, now), srcCache
 	case cache.Stale:
 	default:
 		e = nil
@@ -114,7 +169,7 @@ func (s *Server) resolveSlow(ctx context.Context, pkt []byte, tcp bool) []byte {
 	select {
 	case <-done:
 		if f != nil && f.err == nil {
-			return f.entry.AppendAnswer(nil, &r, time.Now())
+			return f.entry.AppendAnswer(nil, &r, time.Now()), srcUpstream
 		}
 	case <-timer:
 	case <-ctx.Done():
@@ -122,10 +177,10 @@ func (s *Server) resolveSlow(ctx context.Context, pkt []byte, tcp bool) []byte {
 	if e != nil {
 		s.Stats.Stale.Add(1)
 		r.Stale = true
-		return e.AppendAnswer(nil, &r, time.Now())
+		return e.AppendAnswer(nil, &r, time.Now()), srcStale
 	}
 	s.Stats.Servfail.Add(1)
-	return s.respond(nil, &q, tcp, dns.RcodeServerFailure, nil, time.Now())
+	return s.respond(nil, &q, tcp, dns.RcodeServerFailure, nil, time.Now()), srcServfail
 }
 
 var (

@@ -29,6 +29,7 @@ type Config struct {
 	Listen             []netip.AddrPort
 	Forward            []ZoneConfig
 	RoundRobin         bool          // rotate address RRsets per answer
+	QueryLog           bool          // log every query: client, name, type, rcode, latency, source
 	StaleClientTimeout time.Duration // how long a client waits for a refresh before getting a stale answer
 	StaleRetry         time.Duration // at most one refresh of a stale answer per this interval (default 5s)
 	ResolveTimeout     time.Duration // one resolution across all upstreams (default 4s)

@@ -109,6 +109,7 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(stderr, cfg.Log)
+	cfg.Resolver.QueryLog = cfg.Log.Queries
 	srv, err := build(cfg, log)
 	if err != nil {
 		log.Error("start", "err", err)

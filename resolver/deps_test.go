@@ -1,0 +1,35 @@
+package resolver
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportDirection guards the package map of DESIGN.md: the client path (resolver, cache,
+// policy) never pulls in gobgp or gRPC, and cache and policy never import each other.
+func TestImportDirection(t *testing.T) {
+	for _, tc := range []struct {
+		pkg       string
+		forbidden []string
+	}{
+		{"github.com/fleetdns/fleetdns/resolver", []string{"gobgp", "google.golang.org/grpc", "fleetdns/fabric"}},
+		{"github.com/fleetdns/fleetdns/cache", []string{"gobgp", "google.golang.org/grpc", "fleetdns/policy", "fleetdns/resolver"}},
+		{"github.com/fleetdns/fleetdns/policy", []string{"gobgp", "google.golang.org/grpc", "fleetdns/cache", "fleetdns/resolver"}},
+	} {
+		out, err := exec.Command("go", "list", "-deps", tc.pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", tc.pkg, err, out)
+		}
+		if !strings.Contains(string(out), tc.pkg) {
+			t.Fatalf("go list -deps %s does not list the package itself:\n%s", tc.pkg, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, f := range tc.forbidden {
+				if strings.Contains(dep, f) {
+					t.Errorf("%s depends on %s", tc.pkg, dep)
+				}
+			}
+		}
+	}
+}
