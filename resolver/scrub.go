@@ -33,8 +33,8 @@ func scrub(resp *dns.Msg, zone string) {
 		}
 	}
 	resp.Answer = answer
-	resp.Ns = inBailiwick(resp.Ns, zone)
-	resp.Extra = inBailiwick(resp.Extra, zone)
+	resp.Ns = inBailiwick(resp.Ns, zone, resp.Question[0].Name)
+	resp.Extra = inBailiwick(resp.Extra, zone, "")
 }
 
 func underAny(names map[string]bool, zone string) bool {
@@ -46,10 +46,16 @@ func underAny(names map[string]bool, zone string) bool {
 	return false
 }
 
-func inBailiwick(rrs []dns.RR, zone string) []dns.RR {
+// inBailiwick keeps the records under zone. An SOA of a zone above the forward zone stays when
+// qname is under it: a forward zone may point at the servers of its parent, and their negative
+// answers carry the parent's SOA, which RFC 2308 caching needs.
+func inBailiwick(rrs []dns.RR, zone, qname string) []dns.RR {
 	out := rrs[:0]
 	for _, rr := range rrs {
-		if rr.Header().Rrtype == dns.TypeOPT || dns.IsSubDomain(zone, rr.Header().Name) {
+		h := rr.Header()
+		keep := h.Rrtype == dns.TypeOPT || dns.IsSubDomain(zone, h.Name) ||
+			(h.Rrtype == dns.TypeSOA && qname != "" && dns.IsSubDomain(h.Name, qname))
+		if keep {
 			out = append(out, rr)
 		}
 	}
