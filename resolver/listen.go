@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -15,8 +16,9 @@ const (
 	maxTCPConns    = 1024
 )
 
-// serveUDP is one socket's read loop: hits are answered inline, misses leave the loop.
-func (s *Server) serveUDP(c *net.UDPConn) {
+// serveUDPSimple is one socket's read loop, a packet per system call: hits are answered
+// inline, misses leave the loop. Platforms without the batched loop use it.
+func (s *Server) serveUDPSimple(c *net.UDPConn) {
 	buf := make([]byte, 65535)
 	out := make([]byte, 0, 65535)
 	for {
@@ -30,18 +32,23 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 		now := time.Now()
 		resp, miss := s.answer(buf[:n], from, false, out[:0], now)
 		if miss {
-			pkt := append([]byte(nil), buf[:n]...)
-			s.offLoop(func() {
-				if resp := s.resolveSlow(s.ctx, pkt, from, false, now); resp != nil {
-					c.WriteToUDPAddrPort(resp, from)
-				}
-			})
+			s.missUDP(c, buf[:n], from, now)
 			continue
 		}
 		if resp != nil {
 			c.WriteToUDPAddrPort(resp, from)
 		}
 	}
+}
+
+// missUDP resolves a query off the read loop and sends the reply from the same socket.
+func (s *Server) missUDP(c *net.UDPConn, pkt []byte, from netip.AddrPort, start time.Time) {
+	pkt = append([]byte(nil), pkt...) // the read buffer is reused at once
+	s.offLoop(func() {
+		if resp := s.resolveSlow(s.ctx, pkt, from, false, start); resp != nil {
+			c.WriteToUDPAddrPort(resp, from)
+		}
+	})
 }
 
 // serveTCP accepts connections (RFC 7766): queries on one connection may be answered out of
