@@ -84,12 +84,18 @@ func parseConfig(path string, data []byte) (config, error) {
 		case "listen":
 			cfg.Resolver.Listen = p.addrList(v, key, 0)
 			cfg.Resolver.OptionalListen = nil // addresses the operator wrote must bind
+			if len(v.Content) == 0 && v.Kind == yaml.SequenceNode {
+				p.errorf(v, key, "at least one address is needed")
+			}
 		case "access_control":
 			cfg.Policy.AccessControl = p.prefixList(v, key)
 		case "cache":
 			p.cache(v, &cfg.Cache, &cfg.Resolver)
 		case "forward":
 			cfg.Resolver.Forward = p.forward(v)
+			if len(v.Content) == 0 && v.Kind == yaml.SequenceNode {
+				p.errorf(v, key, "at least one zone is needed (leave the key out to use /etc/resolv.conf)")
+			}
 		case "rrset_roundrobin":
 			cfg.Resolver.RoundRobin = p.boolean(v, key)
 		case "log":
@@ -122,12 +128,14 @@ func parseConfig(path string, data []byte) (config, error) {
 }
 
 func (p *parser) cache(n *yaml.Node, c *cache.Config, r *resolver.Config) {
+	minTTLNode := n
 	p.mapping(n, "cache", func(key string, k, v *yaml.Node) {
 		switch key {
 		case "cache.size":
 			c.Size = p.integer(v, key, 1)
 		case "cache.min_ttl":
 			c.MinTTL = p.duration(v, key)
+			minTTLNode = v
 		case "cache.max_ttl":
 			c.MaxTTL = p.duration(v, key)
 		case "cache.max_negative_ttl":
@@ -145,7 +153,7 @@ func (p *parser) cache(n *yaml.Node, c *cache.Config, r *resolver.Config) {
 		}
 	})
 	if c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {
-		p.errorf(n, "cache.min_ttl", "%s is above max_ttl %s", c.MinTTL, c.MaxTTL)
+		p.errorf(minTTLNode, "cache.min_ttl", "%s is above max_ttl %s", c.MinTTL, c.MaxTTL)
 	}
 }
 
@@ -159,9 +167,11 @@ func (p *parser) forward(n *yaml.Node) []resolver.ZoneConfig {
 	for i, item := range n.Content {
 		prefix := fmt.Sprintf("forward[%d]", i)
 		var z resolver.ZoneConfig
+		var hasZone, hasUpstreams bool
 		p.mapping(item, prefix, func(key string, k, v *yaml.Node) {
 			switch strings.TrimPrefix(key, prefix+".") {
 			case "zone":
+				hasZone = true
 				z.Zone = p.str(v, key)
 				if _, ok := dns.IsDomainName(z.Zone); !ok || z.Zone == "" {
 					p.errorf(v, key, "%q is not a domain name", z.Zone)
@@ -172,7 +182,11 @@ func (p *parser) forward(n *yaml.Node) []resolver.ZoneConfig {
 					seen[name] = true
 				}
 			case "upstreams":
+				hasUpstreams = true
 				z.Upstreams = p.addrList(v, key, 53)
+				if len(v.Content) == 0 && v.Kind == yaml.SequenceNode {
+					p.errorf(v, key, "at least one upstream is needed")
+				}
 			case "protocol":
 				z.Protocol = p.str(v, key)
 				switch z.Protocol {
@@ -186,10 +200,10 @@ func (p *parser) forward(n *yaml.Node) []resolver.ZoneConfig {
 				p.errorf(k, key, "unknown key")
 			}
 		})
-		if z.Zone == "" {
+		if !hasZone && item.Kind == yaml.MappingNode {
 			p.errorf(item, prefix+".zone", "missing")
 		}
-		if len(z.Upstreams) == 0 {
+		if !hasUpstreams && item.Kind == yaml.MappingNode {
 			p.errorf(item, prefix+".upstreams", "missing: at least one upstream is needed")
 		}
 		zones = append(zones, z)
@@ -201,9 +215,13 @@ func (p *parser) log(n *yaml.Node, l *logConfig) {
 	p.mapping(n, "log", func(key string, k, v *yaml.Node) {
 		switch key {
 		case "log.level":
-			if err := l.Level.UnmarshalText([]byte(p.str(v, key))); err != nil {
+			levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo,
+				"warn": slog.LevelWarn, "error": slog.LevelError}
+			lv, ok := levels[strings.ToLower(p.str(v, key))]
+			if !ok {
 				p.errorf(v, key, "%q is not one of debug, info, warn, error", v.Value)
 			}
+			l.Level = lv
 		case "log.format":
 			l.Format = p.str(v, key)
 			if l.Format != "text" && l.Format != "json" {
@@ -336,6 +354,9 @@ func (p *parser) addrList(n *yaml.Node, key string, defaultPort uint16) []netip.
 
 func parseAddrPort(s string, defaultPort uint16) (netip.AddrPort, error) {
 	if a, err := netip.ParseAddrPort(s); err == nil {
+		if a.Port() == 0 && defaultPort != 0 {
+			return netip.AddrPort{}, fmt.Errorf("%q: port 0 is not a port an upstream answers on", s)
+		}
 		return a, nil
 	}
 	if defaultPort != 0 {

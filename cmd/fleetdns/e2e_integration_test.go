@@ -279,15 +279,16 @@ log:
 		tcp         bool
 		status      string
 		rrs         []string
+		local       bool // answered by the stub itself, not NSD
 	}{
-		{"www.example.test", "A", false, "NOERROR", []string{"www.example.test. A 192.0.2.10"}},
+		{"www.example.test", "A", false, "NOERROR", []string{"www.example.test. A 192.0.2.10"}, false},
 		{"alias.example.test", "A", false, "NOERROR",
-			[]string{"alias.example.test. CNAME www.example.test.", "www.example.test. A 192.0.2.10"}},
-		{"v6.example.test", "AAAA", false, "NOERROR", []string{"v6.example.test. AAAA 2001:db8::10"}},
-		{"v6.example.test", "AAAA", true, "NOERROR", []string{"v6.example.test. AAAA 2001:db8::10"}},
-		{"www.example.test", "MX", false, "NOERROR", nil},
-		{"nope.example.test", "A", false, "NXDOMAIN", nil},
-		{"localhost", "A", false, "NOERROR", []string{"localhost. A 127.0.0.1"}},
+			[]string{"alias.example.test. CNAME www.example.test.", "www.example.test. A 192.0.2.10"}, false},
+		{"v6.example.test", "AAAA", false, "NOERROR", []string{"v6.example.test. AAAA 2001:db8::10"}, false},
+		{"v6.example.test", "AAAA", true, "NOERROR", []string{"v6.example.test. AAAA 2001:db8::10"}, false},
+		{"www.example.test", "MX", false, "NOERROR", nil, false},
+		{"nope.example.test", "A", false, "NXDOMAIN", nil, false},
+		{"localhost", "A", false, "NOERROR", []string{"localhost. A 127.0.0.1"}, true},
 	}
 	query := func(t *testing.T, i int) digAnswer {
 		tc := cases[i]
@@ -321,7 +322,7 @@ log:
 		t.Run("nsd up/"+caseName(i), func(t *testing.T) {
 			first[i] = query(t, i)
 			for _, ttl := range first[i].ttls {
-				if ttl > 300 {
+				if !cases[i].local && ttl > 300 {
 					t.Errorf("dig %s TTL = %d, want at most the zone's 300", cases[i].name, ttl)
 				}
 			}
