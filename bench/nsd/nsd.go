@@ -32,6 +32,43 @@ type Server struct {
 	dir  string
 }
 
+// WriteConfig writes dir/nsd.conf for an NSD that answers on addr with its state in dir, and
+// returns its path. Start uses it; a test that runs NSD elsewhere (in a network namespace) can
+// too.
+func WriteConfig(dir string, addr netip.AddrPort, zones ...Zone) (string, error) {
+	var conf strings.Builder
+	fmt.Fprintf(&conf, `server:
+  ip-address: %s@%d
+  port: %d
+  zonesdir: %q
+  pidfile: %q
+  database: ""
+  zonelistfile: %q
+  xfrdfile: %q
+  xfrdir: %q
+  username: ""
+  logfile: %q
+  server-count: 1
+  verbosity: 1
+  hide-version: yes
+  do-ip4: %s
+  do-ip6: %s
+  tcp-count: 100
+remote-control:
+  control-enable: no
+`, addr.Addr(), addr.Port(), addr.Port(), dir, filepath.Join(dir, "nsd.pid"), filepath.Join(dir, "zone.list"),
+		filepath.Join(dir, "xfrd.state"), dir, filepath.Join(dir, "nsd.log"), yesNo(addr.Addr().Is4()), yesNo(addr.Addr().Is6()))
+	for _, z := range zones {
+		abs, err := filepath.Abs(z.File)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&conf, "zone:\n  name: %q\n  zonefile: %q\n", z.Name, abs)
+	}
+	path := filepath.Join(dir, "nsd.conf")
+	return path, os.WriteFile(path, []byte(conf.String()), 0o644)
+}
+
 // ErrNotInstalled means the nsd binary is not on this machine.
 var ErrNotInstalled = errors.New("nsd is not installed (Debian package nsd)")
 
@@ -52,37 +89,8 @@ func Start(dir string, addr netip.Addr, zones ...Zone) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var conf strings.Builder
-	fmt.Fprintf(&conf, `server:
-  ip-address: %s@%d
-  port: %d
-  zonesdir: %q
-  pidfile: %q
-  database: ""
-  zonelistfile: %q
-  xfrdfile: %q
-  xfrdir: %q
-  username: ""
-  logfile: %q
-  server-count: 1
-  verbosity: 1
-  hide-version: yes
-  do-ip4: %v
-  do-ip6: %v
-  tcp-count: 100
-remote-control:
-  control-enable: no
-`, addr, port, port, dir, filepath.Join(dir, "nsd.pid"), filepath.Join(dir, "zone.list"),
-		filepath.Join(dir, "xfrd.state"), dir, filepath.Join(dir, "nsd.log"), yesNo(addr.Is4()), yesNo(addr.Is6()))
-	for _, z := range zones {
-		abs, err := filepath.Abs(z.File)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(&conf, "zone:\n  name: %q\n  zonefile: %q\n", z.Name, abs)
-	}
-	confPath := filepath.Join(dir, "nsd.conf")
-	if err := os.WriteFile(confPath, []byte(conf.String()), 0o644); err != nil {
+	confPath, err := WriteConfig(dir, netip.AddrPortFrom(addr, port), zones...)
+	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "-d", "-c", confPath)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fleetdns/fleetdns/bench/nsd"
 )
 
 var netnsSeq atomic.Int32
@@ -58,38 +60,12 @@ func newNetns(t *testing.T, etc map[string]string) string {
 }
 
 // nsdConfig serves testdata/example.test.zone on 127.0.0.53 port 53, with its state in dir.
-// bench/nsd cannot be used: it starts NSD in the test's own namespace.
+// nsd.Start cannot be used: it starts NSD in the test's own namespace.
 func nsdConfig(t *testing.T, dir string) string {
 	t.Helper()
-	zone, err := filepath.Abs("testdata/example.test.zone")
+	path, err := nsd.WriteConfig(dir, netip.MustParseAddrPort("127.0.0.53:53"),
+		nsd.Zone{Name: "example.test.", File: "testdata/example.test.zone"})
 	if err != nil {
-		t.Fatal(err)
-	}
-	conf := fmt.Sprintf(`server:
-  ip-address: 127.0.0.53
-  port: 53
-  zonesdir: %q
-  pidfile: %q
-  database: ""
-  zonelistfile: %q
-  xfrdfile: %q
-  xfrdir: %q
-  username: ""
-  logfile: %q
-  server-count: 1
-  verbosity: 1
-  hide-version: yes
-  do-ip4: yes
-  do-ip6: no
-remote-control:
-  control-enable: no
-zone:
-  name: "example.test."
-  zonefile: %q
-`, dir, filepath.Join(dir, "nsd.pid"), filepath.Join(dir, "zone.list"), filepath.Join(dir, "xfrd.state"),
-		dir, filepath.Join(dir, "nsd.log"), zone)
-	path := filepath.Join(dir, "nsd.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path
