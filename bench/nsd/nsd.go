@@ -75,6 +75,11 @@ var ErrNotInstalled = errors.New("nsd is not installed (Debian package nsd)")
 // Start runs NSD in the foreground on addr (port 0 picks a free one) with its state in dir, and
 // returns once it answers a SOA query for the first zone.
 func Start(dir string, addr netip.Addr, zones ...Zone) (*Server, error) {
+	return StartOn(-1, dir, addr, zones...)
+}
+
+// StartOn is Start with NSD pinned to one CPU (taskset), as benchmarks need; cpu < 0 does not pin.
+func StartOn(cpu int, dir string, addr netip.Addr, zones ...Zone) (*Server, error) {
 	bin, err := exec.LookPath("nsd")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/nsd"); serr != nil {
@@ -94,6 +99,9 @@ func Start(dir string, addr netip.Addr, zones ...Zone) (*Server, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "-d", "-c", confPath)
+	if cpu >= 0 {
+		cmd = exec.Command("taskset", "-c", fmt.Sprint(cpu), bin, "-d", "-c", confPath)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	log, err := os.Create(filepath.Join(dir, "nsd.stderr"))
 	if err != nil {
