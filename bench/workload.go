@@ -15,7 +15,7 @@ const ZoneName = "bench.test."
 // The workloads, in the order a round runs them on a freshly started system: the mix first,
 // while the cache is cold.
 var (
-	WorkloadMix = Workload{Name: "mix", Description: "cold start, Zipf-distributed names over the zone, A and AAAA half and half, 10% search-list junk, 5% NXDOMAIN (closed loop)"}
+	WorkloadMix     = Workload{Name: "mix", Description: "cold start, Zipf-distributed names over the zone, A and AAAA half and half, 10% search-list junk, 5% NXDOMAIN (closed loop)"}
 	WorkloadHits    = Workload{Name: "hits", Description: "cache hits over 1 000 names (closed loop, 200 outstanding)"}
 	WorkloadLatency = Workload{Name: "latency", Description: "cache hits at a fixed 20 000 queries/s (open loop)", Rate: 20000}
 	WorkloadMisses  = Workload{Name: "misses", Description: "cache misses only: every name new, each one an upstream query (closed loop)"}
