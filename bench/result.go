@@ -6,6 +6,7 @@
 package bench
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -51,7 +52,8 @@ func (s *Sample) Percentile(p float64) time.Duration {
 	if n == 0 {
 		return 0
 	}
-	rank := int(p*float64(n)+0.999999999) - 1
+	x := p * float64(n)
+	rank := int(math.Ceil(x-x*1e-12)) - 1 // the tolerance absorbs p*n's rounding error at any n
 	return s.Latencies[min(max(rank, 0), n-1)]
 }
 
