@@ -64,6 +64,7 @@ server:
   serve-expired: yes
   so-reuseport: yes
   module-config: "iterator"
+  local-zone: "test." nodefault
 remote-control:
   control-enable: no
 forward-zone:

@@ -54,6 +54,10 @@ func WriteConfig(dir string, addr netip.AddrPort, zones ...Zone) (string, error)
   do-ip4: %s
   do-ip6: %s
   tcp-count: 100
+  # Response rate limiting would truncate or drop a load test's answers (every query comes
+  # from 127.0.0.1); an upstream for tests and benchmarks must answer everything.
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
 remote-control:
   control-enable: no
 `, addr.Addr(), addr.Port(), addr.Port(), dir, filepath.Join(dir, "nsd.pid"), filepath.Join(dir, "zone.list"),

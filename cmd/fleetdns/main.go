@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/fleetdns/fleetdns/cache"
@@ -110,6 +111,15 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log := newLogger(stderr, cfg.Log)
 	cfg.Resolver.QueryLog = cfg.Log.Queries
+	if path := os.Getenv("FLEETDNS_CPUPROFILE"); path != "" {
+		// For benchmarks: "where fleetdns loses" comes with a profile.
+		stopProfile, err := startCPUProfile(path)
+		if err != nil {
+			log.Error("cpu profile", "err", err)
+			return 1
+		}
+		defer stopProfile()
+	}
 	srv, err := build(cfg, log)
 	if err != nil {
 		log.Error("start", "err", err)
@@ -159,4 +169,16 @@ func newLogger(w io.Writer, l logConfig) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
