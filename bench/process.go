@@ -337,3 +337,33 @@ func lookBinary(name string) (string, error) {
 	}
 	return "", err
 }
+
+// ContextSwitches counts the times any thread of the system or its descendants was switched
+// out (voluntary and not): measured over an idle period, it is how often the system wakes up
+// with nothing to do.
+func (p *Process) ContextSwitches() (int64, error) {
+	tree, err := processTree(p.PID())
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, s := range tree {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", s.pid))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", s.pid, t.Name()))
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+					n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					total += n
+				}
+			}
+		}
+	}
+	return total, nil
+}

@@ -117,6 +117,7 @@ func (r *Report) Markdown() string {
 		}
 	}
 
+	r.resourcesMarkdown(&b)
 	if len(r.Notes) > 0 {
 		b.WriteString("\n#### Notes\n\n")
 		for _, n := range r.Notes {
@@ -286,4 +287,34 @@ func (r *Report) summary() jsonReport {
 		})
 	}
 	return out
+}
+
+// resourcesMarkdown renders memory and idle behaviour: resident size after start-up, wake-ups
+// while idle, and the resident cost of one cached answer against the baseline's.
+func (r *Report) resourcesMarkdown(b *strings.Builder) {
+	if len(r.Resources) == 0 {
+		return
+	}
+	var base Resource
+	for _, res := range r.Resources {
+		if res.System == r.Baseline {
+			base = res
+		}
+	}
+	b.WriteString("\n#### Memory and idle\n\n")
+	b.WriteString("Resident size after start-up, wake-ups per second while idle (context switches of all threads), ")
+	b.WriteString("and the resident growth per cached answer after filling the cache with unique names.\n\n")
+	fmt.Fprintf(b, "| System | Idle RSS | Idle wake-ups/s | Answers cached | Bytes per answer | vs %s |\n", cell(r.Baseline))
+	b.WriteString("|---|--:|--:|--:|--:|--:|\n")
+	for _, res := range r.Resources {
+		per, vs := "n/a", "n/a"
+		if res.Answers > 0 {
+			per = grouped(res.BytesPerAnswer())
+			if base.Answers > 0 && base.BytesPerAnswer() > 0 {
+				vs = fmt.Sprintf("%.2f×", res.BytesPerAnswer()/base.BytesPerAnswer())
+			}
+		}
+		fmt.Fprintf(b, "| %s | %.1f MiB | %.1f | %s | %s | %s |\n", cell(res.System),
+			float64(res.IdleRSS)/(1<<20), res.IdleWakeups, grouped(float64(res.Answers)), per, vs)
+	}
 }

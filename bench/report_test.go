@@ -343,3 +343,21 @@ func TestReportWrite(t *testing.T) {
 		t.Errorf("results.json first sample = %+v, want %+v", got, want)
 	}
 }
+
+func TestResourcesMarkdown(t *testing.T) {
+	r := &Report{Baseline: "unbound", Resources: []Resource{
+		{System: "fleetdns", IdleRSS: 12 << 20, IdleWakeups: 0.4, Answers: 1000, Growth: 300000},
+		{System: "unbound", IdleRSS: 8 << 20, IdleWakeups: 2, Answers: 1000, Growth: 600000},
+		{System: "dnsmasq", IdleRSS: 1 << 20},
+	}}
+	md := r.Markdown()
+	for _, want := range []string{
+		"| fleetdns | 12.0 MiB | 0.4 | 1,000 | 300 | 0.50× |",
+		"| unbound | 8.0 MiB | 2.0 | 1,000 | 600 | 1.00× |",
+		"| dnsmasq | 1.0 MiB | 0.0 | 0 | n/a | n/a |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown() lacks row %q:\n%s", want, md)
+		}
+	}
+}

@@ -74,7 +74,25 @@ type Report struct {
 	Versions  map[string]string // system -> version string
 	Workloads []Workload
 	Samples   []Sample
+	Resources []Resource
 	Notes     []string // systems skipped and why, and similar
+}
+
+// Resource is one system's memory and idle behaviour, measured on a fresh start.
+type Resource struct {
+	System      string
+	IdleRSS     int64   // resident bytes after start-up, before any query
+	IdleWakeups float64 // context switches per second over an idle period, all threads
+	Answers     int     // answers filled into the cache for the memory measurement (0: not run)
+	Growth      int64   // resident growth while filling them, bytes
+}
+
+// BytesPerAnswer is the resident memory one cached answer costs; 0 when not measured.
+func (r Resource) BytesPerAnswer() float64 {
+	if r.Answers == 0 {
+		return 0
+	}
+	return float64(r.Growth) / float64(r.Answers)
 }
 
 // Samples of one system and workload, in round order.

@@ -93,27 +93,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 	}
-	if cfg.Memory > 0 {
-		for _, p := range peers {
-			s, err := measureMemory(ctx, cfg, p, up.Addr)
-			if err != nil {
-				r.Notes = append(r.Notes, fmt.Sprintf("%s, memory: %v", p.Name, err))
-				continue
-			}
-			r.Samples = append(r.Samples, s)
+	for _, p := range peers {
+		res, err := measureResources(ctx, cfg, p, up.Addr)
+		if err != nil {
+			r.Notes = append(r.Notes, fmt.Sprintf("%s, memory: %v", p.Name, err))
 		}
-		r.Workloads = append(r.Workloads, WorkloadMemory(cfg.Memory))
+		r.Resources = append(r.Resources, res)
+		if ctx.Err() != nil {
+			return r, ctx.Err()
+		}
 	}
 	return r, nil
 }
 
 // WorkloadDnsperf is the hits workload driven by dnsperf instead of our generator.
 var WorkloadDnsperf = Workload{Name: "hits-dnsperf", Description: "cache hits over 1 000 names, driven by dnsperf -c 10 -q 200 (cross-check)"}
-
-// WorkloadMemory fills the cache with n answers and reads the resident size before and after.
-func WorkloadMemory(n int) Workload {
-	return Workload{Name: "memory", Description: fmt.Sprintf("resident memory per cached answer, filling %d answers", n)}
-}
 
 func choosePeers(names []string) ([]Peer, []string) {
 	var peers []Peer
@@ -266,44 +260,61 @@ func runDnsperf(ctx context.Context, cfg Config, proc *Process, addr netip.AddrP
 		Duration: time.Duration(secs * float64(time.Second)), CPU: after - before}, nil
 }
 
-// measureMemory fills a fresh system's cache with cfg.Memory answers; Sample.RSS is the growth
-// of its resident size, so RSS/Answered is the cost of one cached answer.
-func measureMemory(ctx context.Context, cfg Config, p Peer, upstream netip.AddrPort) (Sample, error) {
+// idlePeriod is how long a fresh system is watched for wake-ups with nothing to do.
+const idlePeriod = 5 * time.Second
+
+// measureResources starts p fresh, reads its resident size and counts its wake-ups while idle,
+// then, if cfg.Memory > 0, fills its cache with that many answers and reads the growth.
+func measureResources(ctx context.Context, cfg Config, p Peer, upstream netip.AddrPort) (Resource, error) {
+	res := Resource{System: p.Name}
 	port, err := nsd.FreePort(netip.MustParseAddr("127.0.0.1"))
 	if err != nil {
-		return Sample{}, err
+		return res, err
 	}
-	dir := filepath.Join(cfg.Dir, p.Name+"-memory")
+	dir := filepath.Join(cfg.Dir, p.Name+"-resources")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return Sample{}, err
+		return res, err
 	}
 	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
 	proc, err := p.Start(PeerOptions{Dir: dir, Listen: addr, Upstream: upstream, CPU: cfg.ServerCPU,
-		CacheEntries: cfg.Memory + cfg.Memory/5, FleetdnsBinary: cfg.FleetdnsBinary, ReadyName: "ns." + ZoneName})
+		CacheEntries: max(cfg.Memory+cfg.Memory/5, 200000), FleetdnsBinary: cfg.FleetdnsBinary, ReadyName: "ns." + ZoneName})
 	if err != nil {
-		return Sample{}, fmt.Errorf("start: %w", err)
+		return res, fmt.Errorf("start: %w", err)
 	}
 	defer proc.Stop()
-	time.Sleep(500 * time.Millisecond) // let start-up allocations settle
-	before, err := proc.RSS()
+	time.Sleep(time.Second) // let start-up settle
+	if res.IdleRSS, err = proc.RSS(); err != nil {
+		return res, err
+	}
+	before, err := proc.ContextSwitches()
 	if err != nil {
-		return Sample{}, err
+		return res, err
 	}
-	res, err := RunLoad(ctx, Load{Target: addr, Queries: MissQueries("mem", cfg.Memory), Duration: 10 * time.Minute, Window: 200})
+	time.Sleep(idlePeriod)
+	after, err := proc.ContextSwitches()
 	if err != nil {
-		return Sample{}, err
+		return res, err
 	}
-	after, err := proc.RSS()
+	res.IdleWakeups = float64(after-before) / idlePeriod.Seconds()
+	fmt.Fprintf(cfg.Log, "%-14s idle: RSS %.1f MiB, %.1f wake-ups/s\n", p.Name, float64(res.IdleRSS)/(1<<20), res.IdleWakeups)
+	if cfg.Memory == 0 {
+		return res, nil
+	}
+	filled, err := RunLoad(ctx, Load{Target: addr, Queries: MissQueries("mem", cfg.Memory), Duration: 10 * time.Minute})
 	if err != nil {
-		return Sample{}, err
+		return res, err
 	}
-	if res.Answered == 0 {
-		return Sample{}, errors.New("no answers")
+	rss, err := proc.RSS()
+	if err != nil {
+		return res, err
 	}
-	fmt.Fprintf(cfg.Log, "%-14s memory: %d answers, RSS %d -> %d MiB, %d bytes per answer\n",
-		p.Name, res.Answered, before>>20, after>>20, (after-before)/int64(res.Answered))
-	return Sample{System: p.Name, Workload: "memory", Round: 1, Sent: res.Sent, Answered: res.Answered,
-		Lost: res.Lost, Duration: res.Duration, RSS: after - before}, nil
+	if filled.Answered == 0 {
+		return res, errors.New("memory: no answers")
+	}
+	res.Answers, res.Growth = filled.Answered, rss-res.IdleRSS
+	fmt.Fprintf(cfg.Log, "%-14s memory: %d answers, RSS %d -> %d MiB, %.0f bytes per answer\n",
+		p.Name, res.Answers, res.IdleRSS>>20, rss>>20, res.BytesPerAnswer())
+	return res, nil
 }
 
 // machine describes the CPU, core count and kernel, for the report.

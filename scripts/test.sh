@@ -4,17 +4,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages: the real upstream (nsd), real clients (dig, getent), network namespaces
+# (iproute2), and the peers the benchmark harness measures fleetdns against.
+has() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ]; }
 need=()
-command -v dig >/dev/null || need+=(dnsutils)
-command -v nsd >/dev/null || [ -x /usr/sbin/nsd ] || need+=(nsd)
-command -v ip >/dev/null || need+=(iproute2)
-command -v getent >/dev/null || need+=(libc-bin)
+has dig || need+=(dnsutils)
+has nsd || need+=(nsd)
+has ip || need+=(iproute2)
+has getent || need+=(libc-bin)
+has taskset || need+=(util-linux)
+has unbound || need+=(unbound)
+has dnsmasq || need+=(dnsmasq-base)
+has pdns_recursor || need+=(pdns-recursor)
+has dnsdist || need+=(dnsdist)
+has kresd || need+=(knot-resolver)
+has dnsperf || need+=(dnsperf)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing: ${need[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Where systemd runs, the packages start their own services; tests and benchmarks start
+  # their own instances on free ports, so the system ones would only take CPU.
+  if [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now unbound pdns-recursor dnsdist kresd@1 nsd 2>/dev/null || true
+  fi
 fi
 export PATH="$PATH:/usr/sbin:/sbin:/usr/local/go/bin"
 
@@ -22,7 +37,7 @@ go mod download
 # With the tools installed, a test that cannot find one fails instead of skipping. Tests that
 # need root (network namespaces) skip without it unless this is root.
 if [ "$(id -u)" -eq 0 ]; then
-  export FLEETDNS_REQUIRE_TOOLS=1
+  export FLEETDNS_REQUIRE_TOOLS=1 FLEETDNS_BENCH_REQUIRE_PEERS=1
 fi
 go vet ./...
 go test -race -count=1 ./...

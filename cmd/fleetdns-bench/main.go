@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer os.RemoveAll(work)
 	if *fleetdns == "" {
 		*fleetdns = filepath.Join(work, "fleetdns")
-		build := exec.Command("go", "build", "-o", *fleetdns, "./cmd/fleetdns")
+		build := exec.Command("go", "build", "-o", *fleetdns, "github.com/fleetdns/fleetdns/cmd/fleetdns")
 		build.Stdout, build.Stderr = stderr, stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(stderr, "build fleetdns:", err)
