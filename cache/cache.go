@@ -143,7 +143,7 @@ func (c *Cache) Get(q *Question, now time.Time) (*Entry, State) {
 	if !ok || !e.matches(q) {
 		return nil, Miss
 	}
-	age := now.Sub(e.stored)
+	age := time.Duration(since(now) - e.stored)
 	ttl := time.Duration(e.ttl) * time.Second
 	switch {
 	case age < ttl:
@@ -236,20 +236,13 @@ func (c *Cache) build(q *Question, m *dns.Msg, now time.Time, rules bool) (*Entr
 	if err != nil {
 		return nil, fmt.Errorf("pack answer: %w", err)
 	}
-	e := &Entry{
-		msg:    packed,
-		stored: now,
-		ttl:    ttl,
-		flags2: packed[2],
-		flags3: packed[3],
-		rcode:  m.Rcode,
-	}
-	e.key = make([]byte, 0, len(q.Name)+5)
-	e.key = append(e.key, q.Name...)
-	e.key = binary.BigEndian.AppendUint16(e.key, q.Type)
-	e.key = binary.BigEndian.AppendUint16(e.key, q.Class)
-	e.key = append(e.key, q.flagByte())
-	if err := e.index(); err != nil {
+	key := make([]byte, 0, len(q.Name)+5)
+	key = append(key, q.Name...)
+	key = binary.BigEndian.AppendUint16(key, q.Type)
+	key = binary.BigEndian.AppendUint16(key, q.Class)
+	key = append(key, q.flagByte())
+	e, err := newEntry(key, packed, now, ttl)
+	if err != nil {
 		return nil, fmt.Errorf("index answer: %w", err)
 	}
 	return e, nil
@@ -295,7 +288,7 @@ func seconds(d time.Duration) uint32 {
 }
 
 func (e *Entry) matches(q *Question) bool {
-	k := e.key
+	k := e.key()
 	n := len(q.Name)
 	return len(k) == n+5 && string(k[:n]) == string(q.Name) &&
 		binary.BigEndian.Uint16(k[n:]) == q.Type &&
@@ -304,7 +297,7 @@ func (e *Entry) matches(q *Question) bool {
 }
 
 func (e *Entry) question() Question {
-	k := e.key
+	k := e.key()
 	n := len(k) - 5
 	f := k[n+4]
 	return Question{

@@ -66,7 +66,7 @@ func store(t testing.TB, c *Cache, q Question, m *dns.Msg, now time.Time) *Entry
 func serve(t testing.TB, e *Entry, r Reply, now time.Time) *dns.Msg {
 	t.Helper()
 	if r.Name == nil {
-		r.Name = e.msg[12 : 12+e.nameLen]
+		r.Name = e.key()[:e.nameLen]
 	}
 	out := new(dns.Msg)
 	if err := out.Unpack(e.AppendAnswer(nil, &r, now)); err != nil {

@@ -27,63 +27,100 @@ const (
 const EDNSBufferSize = 1232
 
 // Entry is one whole answer to one question, stored packed so that a cache hit is a copy and a
-// few patches rather than an unpack and a pack.
+// few patches rather than an unpack and a pack. Everything variable lives in one byte slice, so
+// an entry costs two heap objects and the garbage collector follows one pointer:
+//
+//	data = key | msg | TTL slots | rrsets | rdata offsets
+//
+// key is the lowercased wire name, type, class and flag byte (it guards against hash
+// collisions, and its name is the stored question name); msg is the packed answer without OPT,
+// ID 0 and without the question name, which is written from the client's query on the way out;
+// a TTL slot is the offset of a TTL field in the answer as sent (big-endian uint16) and the TTL
+// stored there (uint32); an rrset is first, count and rdata size (uint16 each) of an address
+// RRset that round-robin rotates; rdata offsets are positions in the answer as sent.
 type Entry struct {
-	key     []byte    // lowercased wire name, type, class, flag byte: guards against hash collisions
-	msg     []byte    // packed answer without OPT, ID 0, question name lowercased
-	nameLen int       // length of the question name in msg, starting at offset 12
-	ttls    []ttlSlot // every TTL field in msg, with the TTL it had when stored
-	rrsets  []rrset   // address RRsets that round-robin rotates
-	rdata   []uint16  // offsets of the rdata of the records in rrsets
-	stored  time.Time
-	ttl     uint32 // lifetime in seconds: the smallest TTL of the stored records
-	flags2  byte   // AA as stored
-	flags3  byte   // AD and RCODE as stored
-	rcode   int
+	data    []byte
+	stored  int64 // nanoseconds since epoch (monotonic)
+	ttl     uint32
+	keyLen  uint16
+	msgLen  uint16
+	nTTL    uint16
+	nSets   uint16
+	nRdata  uint16
+	nameLen uint8
 
 	prefetching atomic.Bool   // set by the one hit that starts a prefetch
-	lastRetry   atomic.Int64  // unix nanos of the last stale refresh attempt
+	lastRetry   atomic.Int64  // when the last stale refresh started, as stored
 	rotation    atomic.Uint32 // round-robin position
 }
 
-type ttlSlot struct {
-	off uint16
-	ttl uint32
+// epoch is the base of Entry times: differences of time.Now() values use the monotonic clock,
+// so a wall-clock step does not expire or revive the whole cache.
+var epoch = time.Now()
+
+func since(t time.Time) int64 { return int64(t.Sub(epoch)) }
+
+const (
+	ttlSlotSize = 6
+	rrsetSize   = 6
+)
+
+func (e *Entry) key() []byte { return e.data[:e.keyLen] }
+func (e *Entry) msg() []byte { return e.data[e.keyLen : int(e.keyLen)+int(e.msgLen)] }
+
+func (e *Entry) slots() []byte {
+	off := int(e.keyLen) + int(e.msgLen)
+	return e.data[off : off+int(e.nTTL)*ttlSlotSize]
 }
 
-type rrset struct {
-	first, count uint16 // indexes into Entry.rdata
-	size         uint16 // rdata length, equal for every record of an address RRset
+func (e *Entry) sets() []byte {
+	off := int(e.keyLen) + int(e.msgLen) + int(e.nTTL)*ttlSlotSize
+	return e.data[off : off+int(e.nSets)*rrsetSize]
+}
+
+func (e *Entry) rdataOff(i int) int {
+	off := int(e.keyLen) + int(e.msgLen) + int(e.nTTL)*ttlSlotSize + int(e.nSets)*rrsetSize + 2*i
+	return int(binary.BigEndian.Uint16(e.data[off:]))
 }
 
 // Rcode is the response code of the stored answer.
-func (e *Entry) Rcode() int { return e.rcode }
+func (e *Entry) Rcode() int { return int(e.data[e.keyLen+3] & 0xf) }
 
 // TTL is the lifetime the entry was stored with.
 func (e *Entry) TTL() time.Duration { return time.Duration(e.ttl) * time.Second }
 
 // Stored is when the answer was stored.
-func (e *Entry) Stored() time.Time { return e.stored }
+func (e *Entry) Stored() time.Time { return epoch.Add(time.Duration(e.stored)) }
 
 // Negative reports whether the entry is an NXDOMAIN or NODATA answer.
 func (e *Entry) Negative() bool {
-	return e.rcode == dns.RcodeNameError || (e.rcode == dns.RcodeSuccess && binary.BigEndian.Uint16(e.msg[6:]) == 0)
+	m := e.msg()
+	return e.Rcode() == dns.RcodeNameError || (e.Rcode() == dns.RcodeSuccess && binary.BigEndian.Uint16(m[6:]) == 0)
+}
+
+// wire is the answer as stored, with the lowercased question name put back.
+func (e *Entry) wire() []byte {
+	m := e.msg()
+	out := make([]byte, 0, len(m)+int(e.nameLen))
+	out = append(out, m[:12]...)
+	out = append(out, e.key()[:e.nameLen]...)
+	return append(out, m[12:]...)
 }
 
 // Msg unpacks the stored answer, for slow paths such as cache dumps and tests.
 func (e *Entry) Msg() (*dns.Msg, error) {
 	m := new(dns.Msg)
-	return m, m.Unpack(e.msg)
+	return m, m.Unpack(e.wire())
 }
 
 // ClaimRetry reports whether a stale refresh may start now: at most one per interval, so that a
 // dead upstream is not asked again for every client query that gets the stale answer.
 func (e *Entry) ClaimRetry(now time.Time, interval time.Duration) bool {
-	last := e.lastRetry.Load()
-	if last != 0 && now.UnixNano()-last < int64(interval) {
+	last, t := e.lastRetry.Load(), since(now)
+	if last != 0 && t-last < int64(interval) {
 		return false
 	}
-	return e.lastRetry.CompareAndSwap(last, now.UnixNano())
+	return e.lastRetry.CompareAndSwap(last, t)
 }
 
 // Reply describes the client's query, whose details the stored answer is patched with.
@@ -102,41 +139,48 @@ type Reply struct {
 // AppendAnswer appends the stored answer, patched for the client's query, to dst. It does not
 // allocate when dst has room.
 func (e *Entry) AppendAnswer(dst []byte, r *Reply, now time.Time) []byte {
+	m := e.msg()
+	name := r.Name
+	if len(name) != int(e.nameLen) {
+		name = e.key()[:e.nameLen] // not the question this entry answers; never on the query path
+	}
 	start := len(dst)
-	dst = append(dst, e.msg...)
+	dst = append(dst, m[:12]...)
+	dst = append(dst, name...)
+	dst = append(dst, m[12:]...)
 	out := dst[start:]
 	binary.BigEndian.PutUint16(out, r.ID)
-	f2 := byte(flagQR) | e.flags2&flagAA
+	f2 := byte(flagQR) | m[2]&flagAA
 	if r.RD {
 		f2 |= flagRD
 	}
-	f3 := byte(flagRA) | e.flags3&0x0f
+	f3 := byte(flagRA) | m[3]&0x0f
 	if r.AD {
-		f3 |= e.flags3 & flagAD
+		f3 |= m[3] & flagAD
 	}
 	if r.CD {
 		f3 |= flagCD
 	}
 	out[2], out[3] = f2, f3
-	if len(r.Name) == e.nameLen {
-		copy(out[12:], r.Name)
-	}
 
 	age := uint32(0)
-	if d := now.Sub(e.stored); d > 0 {
-		age = uint32(d / time.Second)
+	if d := since(now) - e.stored; d > 0 {
+		age = uint32(d / int64(time.Second))
 	}
-	for _, s := range e.ttls {
+	slots := e.slots()
+	for i := 0; i < len(slots); i += ttlSlotSize {
+		off := binary.BigEndian.Uint16(slots[i:])
+		stored := binary.BigEndian.Uint32(slots[i+2:])
 		ttl := uint32(StaleTTL)
 		if !r.Stale {
 			ttl = 0
-			if s.ttl > age {
-				ttl = s.ttl - age
+			if stored > age {
+				ttl = stored - age
 			}
 		}
-		binary.BigEndian.PutUint32(out[s.off:], ttl)
+		binary.BigEndian.PutUint32(out[off:], ttl)
 	}
-	if r.Rotate && len(e.rrsets) > 0 {
+	if r.Rotate && e.nSets > 0 {
 		e.rotate(out)
 	}
 
@@ -148,7 +192,7 @@ func (e *Entry) AppendAnswer(dst []byte, r *Reply, now time.Time) []byte {
 		if len(out) > limit {
 			// Too big for this transport: header and question with TC, and the client retries
 			// over TCP (RFC 1035 section 4.2.1, RFC 7766).
-			dst = dst[:start+12+e.nameLen+4]
+			dst = dst[:start+12+int(e.nameLen)+4]
 			out = dst[start:]
 			out[2] |= flagTC
 			clear(out[6:12])
@@ -163,15 +207,20 @@ func (e *Entry) AppendAnswer(dst []byte, r *Reply, now time.Time) []byte {
 }
 
 // rotate moves each address RRset's rdata by one position per answer. Only rdata moves, never
-// names, so compression pointers stay valid.
+// names, so compression pointers stay valid. out already holds the records in stored order.
 func (e *Entry) rotate(out []byte) {
 	k := e.rotation.Add(1)
-	for _, set := range e.rrsets {
-		n := uint32(set.count)
+	m := e.msg()
+	shift := int(e.nameLen) // stored msg offsets lack the question name
+	sets := e.sets()
+	for s := 0; s < len(sets); s += rrsetSize {
+		first := uint32(binary.BigEndian.Uint16(sets[s:]))
+		n := uint32(binary.BigEndian.Uint16(sets[s+2:]))
+		size := int(binary.BigEndian.Uint16(sets[s+4:]))
 		for i := uint32(0); i < n; i++ {
-			from := e.rdata[uint32(set.first)+(i+k)%n]
-			to := e.rdata[uint32(set.first)+i]
-			copy(out[to:to+set.size], e.msg[from:from+set.size])
+			from := e.rdataOff(int(first+(i+k)%n)) - shift
+			to := e.rdataOff(int(first + i))
+			copy(out[to:to+size], m[from:from+size])
 		}
 	}
 }
@@ -199,58 +248,61 @@ func appendOPT(dst []byte, do, stale bool) []byte {
 
 var errShort = errors.New("truncated message")
 
-// index walks a packed message and records where every TTL field is, and the rdata offsets of
-// address RRsets in the answer section.
-func (e *Entry) index() error {
-	msg := e.msg
-	if len(msg) < 12 {
-		return errShort
+// newEntry indexes a packed answer (with its question) and lays it out as an Entry: every TTL
+// field, and the rdata offsets of address RRsets in the answer section.
+func newEntry(key, wire []byte, stored time.Time, ttl uint32) (*Entry, error) {
+	if len(wire) < 12 {
+		return nil, errShort
 	}
-	qd := int(binary.BigEndian.Uint16(msg[4:]))
+	qd := int(binary.BigEndian.Uint16(wire[4:]))
+	if qd != 1 {
+		return nil, errors.New("answer must have one question")
+	}
 	counts := [3]int{
-		int(binary.BigEndian.Uint16(msg[6:])),
-		int(binary.BigEndian.Uint16(msg[8:])),
-		int(binary.BigEndian.Uint16(msg[10:])),
+		int(binary.BigEndian.Uint16(wire[6:])),
+		int(binary.BigEndian.Uint16(wire[8:])),
+		int(binary.BigEndian.Uint16(wire[10:])),
 	}
-	off := 12
-	for i := 0; i < qd; i++ {
-		end, err := skipName(msg, off)
-		if err != nil {
-			return err
-		}
-		if i == 0 {
-			e.nameLen = end - off
-		}
-		off = end + 4
+	nameEnd, err := skipName(wire, 12)
+	if err != nil {
+		return nil, err
 	}
+	nameLen := nameEnd - 12
+	if nameLen > 255 || len(wire) > 0xffff || nameEnd+4 > len(wire) {
+		return nil, errShort
+	}
+	var slots, sets, rdata []byte
+	type span struct{ first, count, size int }
+	var cur []span
+	off := nameEnd + 4
 	for section, n := range counts {
 		var prevType uint16
-		var prevName int = -1
+		prevName := -1
 		for i := 0; i < n; i++ {
 			nameOff := off
-			end, err := skipName(msg, off)
+			end, err := skipName(wire, off)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			if end+10 > len(msg) {
-				return errShort
+			if end+10 > len(wire) {
+				return nil, errShort
 			}
-			typ := binary.BigEndian.Uint16(msg[end:])
+			typ := binary.BigEndian.Uint16(wire[end:])
 			ttlOff := end + 4
-			rdlen := int(binary.BigEndian.Uint16(msg[end+8:]))
+			rdlen := int(binary.BigEndian.Uint16(wire[end+8:]))
 			rdOff := end + 10
-			if rdOff+rdlen > len(msg) || rdOff > 0xffff {
-				return errShort
+			if rdOff+rdlen > len(wire) {
+				return nil, errShort
 			}
-			e.ttls = append(e.ttls, ttlSlot{off: uint16(ttlOff), ttl: binary.BigEndian.Uint32(msg[ttlOff:])})
+			slots = binary.BigEndian.AppendUint16(slots, uint16(ttlOff))
+			slots = append(slots, wire[ttlOff:ttlOff+4]...)
 			if section == 0 && (typ == dns.TypeA || typ == dns.TypeAAAA) {
-				same := prevType == typ && prevName >= 0 && sameName(msg, prevName, nameOff)
-				if same {
-					e.rrsets[len(e.rrsets)-1].count++
+				if prevType == typ && prevName >= 0 && sameName(wire, prevName, nameOff) {
+					cur[len(cur)-1].count++
 				} else {
-					e.rrsets = append(e.rrsets, rrset{first: uint16(len(e.rdata)), count: 1, size: uint16(rdlen)})
+					cur = append(cur, span{first: len(rdata) / 2, count: 1, size: rdlen})
 				}
-				e.rdata = append(e.rdata, uint16(rdOff))
+				rdata = binary.BigEndian.AppendUint16(rdata, uint16(rdOff))
 				prevType, prevName = typ, nameOff
 			} else {
 				prevType, prevName = 0, -1
@@ -258,15 +310,29 @@ func (e *Entry) index() error {
 			off = rdOff + rdlen
 		}
 	}
-	// Single-record sets need no rotation.
-	sets := e.rrsets[:0]
-	for _, s := range e.rrsets {
-		if s.count > 1 {
-			sets = append(sets, s)
+	for _, sp := range cur { // single-record sets need no rotation
+		if sp.count > 1 {
+			sets = binary.BigEndian.AppendUint16(sets, uint16(sp.first))
+			sets = binary.BigEndian.AppendUint16(sets, uint16(sp.count))
+			sets = binary.BigEndian.AppendUint16(sets, uint16(sp.size))
 		}
 	}
-	e.rrsets = sets
-	return nil
+	if len(sets) == 0 {
+		rdata = nil
+	}
+	msgLen := len(wire) - nameLen
+	data := make([]byte, 0, len(key)+msgLen+len(slots)+len(sets)+len(rdata))
+	data = append(data, key...)
+	data = append(data, wire[:12]...)
+	data = append(data, wire[nameEnd:]...)
+	data = append(data, slots...)
+	data = append(data, sets...)
+	data = append(data, rdata...)
+	return &Entry{
+		data: data, stored: since(stored), ttl: ttl,
+		keyLen: uint16(len(key)), msgLen: uint16(msgLen), nameLen: uint8(nameLen),
+		nTTL: uint16(len(slots) / ttlSlotSize), nSets: uint16(len(sets) / rrsetSize), nRdata: uint16(len(rdata) / 2),
+	}, nil
 }
 
 // skipName returns the offset just past the (possibly compressed) name at off.
