@@ -1,10 +1,13 @@
 package resolver
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/fleetdns/fleetdns/bench/faultdns"
 	"github.com/fleetdns/fleetdns/cache"
 	"github.com/miekg/dns"
 )
@@ -32,6 +35,31 @@ func BenchmarkAnswerHit(b *testing.B) {
 		out, miss := s.answer(pkt, from, false, buf[:0], now)
 		if miss || len(out) == 0 {
 			b.Fatal("not a hit")
+		}
+	}
+}
+
+// BenchmarkMiss is one cache miss end to end off the read loop: flight, upstream exchange over
+// a fresh UDP socket to a real (Go) upstream on loopback, scrub, store, answer.
+func BenchmarkMiss(b *testing.B) {
+	up, err := faultdns.Start("127.0.0.1:0", netip.MustParseAddr("192.0.2.1"), 300)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer up.Close()
+	s := newOfflineServer(b)
+	s.fwd, err = NewForwarder(forwardTo(up), 4*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	from := netip.MustParseAddrPort("127.0.0.1:40000")
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		pkt := packQuery(b, fmt.Sprintf("m%d.miss.bench.test.", i), dns.TypeA, true)
+		if out := s.resolveSlow(context.Background(), pkt, from, false, time.Now()); len(out) == 0 {
+			b.Fatal("no answer")
 		}
 	}
 }

@@ -91,7 +91,15 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// defaultGCPercent replaces Go's GOGC=100 unless the environment sets GOGC: the cache is most
+// of the heap, and collecting at 50% growth keeps the resident memory per cached answer below
+// unbound's at a small CPU cost on misses (hits allocate nothing, so they never trigger a GC).
+const defaultGCPercent = 50
+
 func runClient(ctx context.Context, args []string, stderr io.Writer) int {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "config file (default: embedded defaults, upstreams from /etc/resolv.conf)")
