@@ -1,18 +1,43 @@
 package policy
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/miekg/dns"
 )
 
-// zoneType follows unbound's local-zone types.
+// zoneType follows unbound's local-zone types (unbound.conf(5)).
 type zoneType int
 
 const (
-	static   zoneType = iota // local data only: NXDOMAIN for names without data, NODATA for other types
-	redirect                 // every name under the apex gets the apex's data
+	static          zoneType = iota // local data, else NODATA where the name exists, else NXDOMAIN
+	transparent                     // local data, else NODATA where the name has data, else resolve
+	typetransparent                 // local data for the exact name and type, else resolve
+	redirect                        // every name under the apex gets the apex's data
+	refuse                          // local data, else REFUSED
+	alwaysNXDomain                  // NXDOMAIN for every name, local data ignored
 )
+
+func parseZoneType(s string) (zoneType, error) {
+	switch s {
+	case "static":
+		return static, nil
+	case "transparent":
+		return transparent, nil
+	case "typetransparent":
+		return typetransparent, nil
+	case "redirect":
+		return redirect, nil
+	case "refuse":
+		return refuse, nil
+	case "always_nxdomain":
+		return alwaysNXDomain, nil
+	}
+	return 0, fmt.Errorf("type %q is not one of static, transparent, typetransparent, redirect, refuse, always_nxdomain", s)
+}
 
 // zone is a local zone: an apex, a type and the records it holds.
 type zone struct {
@@ -24,23 +49,15 @@ type zone struct {
 	names map[string]bool                // every name with data and every empty non-terminal
 }
 
-func newZone(apex string, typ zoneType, records ...string) *zone {
-	apex = dns.Fqdn(strings.ToLower(apex))
-	z := &zone{apex: wireName(apex), name: apex, typ: typ,
+func newZone(apex string, typ zoneType) *zone {
+	apex = dns.CanonicalName(apex)
+	return &zone{apex: wireName(apex), name: apex, typ: typ,
 		data: make(map[string]map[uint16][]dns.RR), names: make(map[string]bool)}
-	for _, s := range records {
-		rr, err := dns.NewRR(s)
-		if err != nil {
-			panic("builtin record " + s + ": " + err.Error()) // a programming error in builtinZones
-		}
-		z.add(rr)
-	}
-	return z
 }
 
 func (z *zone) add(rr dns.RR) {
 	h := rr.Header()
-	h.Name = strings.ToLower(h.Name)
+	h.Name = dns.CanonicalName(h.Name)
 	if soa, ok := rr.(*dns.SOA); ok && h.Name == z.name {
 		z.soa = soa
 	}
@@ -60,46 +77,126 @@ func (z *zone) add(rr dns.RR) {
 	}
 }
 
+// addLocal builds the operator's zones: declared local zones, local data (in the zone it falls
+// under, or a transparent zone of its own name, as unbound does), and zone files (each a static
+// zone at its SOA's name unless declared otherwise).
+func (p *Policy) addLocal(cfg Config) error {
+	declared := map[string]zoneType{}
+	for _, lz := range cfg.LocalZones {
+		typ, _ := parseZoneType(lz.Type) // Validate checked it
+		z := newZone(lz.Name, typ)
+		declared[z.name] = typ
+		p.zones[string(z.apex)] = z
+	}
+	for i, s := range cfg.LocalData {
+		rr, err := dns.NewRR(s)
+		if err != nil || rr == nil {
+			return fmt.Errorf("local_data[%d]: %q: %v", i, s, err)
+		}
+		p.zoneForData(rr.Header().Name).add(rr)
+	}
+	for _, pattern := range cfg.LocalDataFiles {
+		files, err := filepath.Glob(pattern)
+		if err != nil {
+			return fmt.Errorf("local_data_files: %q: %w", pattern, err)
+		}
+		for _, file := range files {
+			if err := p.addZoneFile(file, declared); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// zoneForData returns the local zone owner falls under, creating a transparent zone at owner if
+// there is none.
+func (p *Policy) zoneForData(owner string) *zone {
+	owner = dns.CanonicalName(owner)
+	if z := p.zoneFor(wireName(owner)); z != nil {
+		return z
+	}
+	z := newZone(owner, transparent)
+	p.zones[string(z.apex)] = z
+	return z
+}
+
+func (p *Policy) addZoneFile(file string, declared map[string]zoneType) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("local_data_files: %w", err)
+	}
+	defer f.Close()
+	zp := dns.NewZoneParser(f, "", file)
+	var rrs []dns.RR
+	var apex string
+	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		if rr.Header().Rrtype == dns.TypeSOA && apex == "" {
+			apex = dns.CanonicalName(rr.Header().Name)
+		}
+		rrs = append(rrs, rr)
+	}
+	if err := zp.Err(); err != nil {
+		return fmt.Errorf("local_data_files: %w", err) // names file and line
+	}
+	if apex == "" {
+		return fmt.Errorf("local_data_files: %s: no SOA record, so no zone apex", file)
+	}
+	z, exists := p.zones[string(wireName(apex))]
+	if _, isDeclared := declared[apex]; !exists || !isDeclared {
+		z = newZone(apex, static) // a zone declared in local_zones keeps its type; the file fills it
+	}
+	for _, rr := range rrs {
+		if !dns.IsSubDomain(apex, dns.CanonicalName(rr.Header().Name)) {
+			return fmt.Errorf("local_data_files: %s: %s is outside the zone %s", file, rr.Header().Name, apex)
+		}
+		z.add(rr)
+	}
+	p.zones[string(z.apex)] = z
+	return nil
+}
+
+// answer applies the zone's type to q; Pass means resolve normally.
 func (z *zone) answer(q *Question) Verdict {
+	if z.typ == alwaysNXDomain {
+		return negative(q, dns.RcodeNameError, z.soa, ReasonLocalNXDomain)
+	}
 	name := q.Name
 	if z.typ == redirect {
 		name = z.apex
 	}
-	m := new(dns.Msg)
-	qname := presentation(q.Name)
-	m.Question = []dns.Question{{Name: qname, Qtype: q.Type, Qclass: q.Class}}
-	m.Response, m.Authoritative, m.RecursionAvailable = true, true, true
-	rrs := z.data[string(name)][q.Type]
-	if len(rrs) == 0 && q.Type != dns.TypeCNAME {
-		rrs = z.data[string(name)][dns.TypeCNAME]
-	}
-	switch {
-	case len(rrs) > 0:
+	types := z.data[string(name)]
+	if rrs := types[q.Type]; len(rrs) > 0 {
+		m := reply(q)
 		for _, rr := range rrs {
 			rr = dns.Copy(rr)
-			rr.Header().Name = qname
+			rr.Header().Name = m.Question[0].Name
 			m.Answer = append(m.Answer, rr)
 		}
-		return Verdict{Action: Answer, Msg: m, Reason: "local_data"}
-	case z.names[string(name)]:
-		z.addSOA(m)
-		return Verdict{Action: Answer, Msg: m, Reason: "local_nodata"}
-	default:
-		m.Rcode = dns.RcodeNameError
-		z.addSOA(m)
-		return Verdict{Action: Answer, Msg: m, Reason: "local_nxdomain"}
+		return Verdict{Action: Answer, Msg: m, Reason: ReasonLocalData}
 	}
-}
-
-// addSOA puts the zone's SOA in the authority section with the negative-caching TTL of RFC 2308
-// (the smaller of its TTL and MINIMUM).
-func (z *zone) addSOA(m *dns.Msg) {
-	if z.soa == nil {
-		return
+	if cnames := types[dns.TypeCNAME]; len(cnames) > 0 && q.Type != dns.TypeCNAME {
+		m := reply(q)
+		c := dns.Copy(cnames[0]).(*dns.CNAME)
+		c.Hdr.Name = m.Question[0].Name
+		m.Answer = append(m.Answer, c)
+		return Verdict{Action: Chase, Msg: m, Target: dns.CanonicalName(c.Target), Reason: ReasonLocalData}
 	}
-	soa := dns.Copy(z.soa).(*dns.SOA)
-	soa.Hdr.Ttl = min(soa.Hdr.Ttl, soa.Minttl)
-	m.Ns = append(m.Ns, soa)
+	switch z.typ {
+	case refuse:
+		return Verdict{Action: Refuse, Reason: ReasonLocalRefuse}
+	case transparent:
+		if len(types) == 0 {
+			return Verdict{}
+		}
+		return negative(q, dns.RcodeSuccess, z.soa, ReasonLocalNoData)
+	case typetransparent:
+		return Verdict{}
+	}
+	if z.names[string(name)] {
+		return negative(q, dns.RcodeSuccess, z.soa, ReasonLocalNoData)
+	}
+	return negative(q, dns.RcodeNameError, z.soa, ReasonLocalNXDomain)
 }
 
 // builtinZones are the locally served names of RFC 6761 section 6.3 and their reverse zones,
@@ -107,23 +204,37 @@ func (z *zone) addSOA(m *dns.Msg) {
 func builtinZones() []*zone {
 	const soa = "10800 IN SOA localhost. nobody.invalid. 1 3600 1200 604800 10800"
 	v6loop := "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa."
-	return []*zone{
-		newZone("localhost.", redirect,
-			"localhost. "+soa, "localhost. 10800 IN NS localhost.",
-			"localhost. 10800 IN A 127.0.0.1", "localhost. 10800 IN AAAA ::1"),
-		newZone("127.in-addr.arpa.", static,
-			"127.in-addr.arpa. "+soa, "127.in-addr.arpa. 10800 IN NS localhost.",
-			"1.0.0.127.in-addr.arpa. 10800 IN PTR localhost."),
-		newZone(v6loop, static,
-			v6loop+" "+soa, v6loop+" 10800 IN NS localhost.", v6loop+" 10800 IN PTR localhost."),
+	zones := []struct {
+		apex    string
+		typ     zoneType
+		records []string
+	}{
+		{"localhost.", redirect, []string{"localhost. " + soa, "localhost. 10800 IN NS localhost.",
+			"localhost. 10800 IN A 127.0.0.1", "localhost. 10800 IN AAAA ::1"}},
+		{"127.in-addr.arpa.", static, []string{"127.in-addr.arpa. " + soa, "127.in-addr.arpa. 10800 IN NS localhost.",
+			"1.0.0.127.in-addr.arpa. 10800 IN PTR localhost."}},
+		{v6loop, static, []string{v6loop + " " + soa, v6loop + " 10800 IN NS localhost.", v6loop + " 10800 IN PTR localhost."}},
 	}
+	var out []*zone
+	for _, zz := range zones {
+		z := newZone(zz.apex, zz.typ)
+		for _, s := range zz.records {
+			rr, err := dns.NewRR(s)
+			if err != nil {
+				panic("builtin record " + s + ": " + err.Error()) // a programming error here
+			}
+			z.add(rr)
+		}
+		out = append(out, z)
+	}
+	return out
 }
 
 func wireName(name string) []byte {
 	buf := make([]byte, 256)
-	n, err := dns.PackDomainName(dns.Fqdn(name), buf, 0, nil, false)
+	n, err := dns.PackDomainName(dns.Fqdn(strings.ToLower(name)), buf, 0, nil, false)
 	if err != nil {
-		panic("policy: bad name " + name) // only called on names that parsed as records
+		return []byte{0} // names here come from parsed records or validated config
 	}
 	return buf[:n]
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetdns/fleetdns/cache"
+	"github.com/fleetdns/fleetdns/policy"
 	"github.com/miekg/dns"
 )
 
@@ -70,9 +71,17 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
 	pq := q.policyQuestion()
-	if v := p.Decide(&pq); v.Msg != nil {
+	switch v := p.Decide(&pq); v.Action {
+	case policy.Answer:
 		s.Stats.Local.Add(1)
+		s.Stats.Policy[v.Reason].Add(1)
 		return s.respond(dst, &q, tcp, v.Msg.Rcode, v.Msg, now), srcLocal
+	case policy.Refuse:
+		s.Stats.Refused.Add(1)
+		s.Stats.Policy[v.Reason].Add(1)
+		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
+	case policy.Chase:
+		return nil, srcMiss // the CNAME's target may need an upstream: off the read loop
 	}
 	cq := q.cacheQuestion()
 	e, st := s.cache.Get(&cq, now)
@@ -123,6 +132,10 @@ func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source
 	var q query
 	if parseQuery(pkt, &q) != nil {
 		return nil, srcDrop // answer already checked it
+	}
+	pq := q.policyQuestion()
+	if v := s.policy.Load().Decide(&pq); v.Action == policy.Chase {
+		return s.chase(ctx, &q, v, tcp)
 	}
 	r := q.reply(tcp)
 	r.Rotate = s.cfg.RoundRobin
@@ -219,6 +232,9 @@ func (s *Server) startFlight(p pending) *flight {
 		var e *cache.Entry
 		now := time.Now()
 		if err == nil {
+			if (p.dq.Qtype == dns.TypeHTTPS || p.dq.Qtype == dns.TypeSVCB) && s.policy.Load().BlocksAAAA(p.cq.Name) {
+				stripIPv6Hint(resp)
+			}
 			e, err = s.cache.Build(&p.cq, resp, now)
 		}
 		if err != nil {

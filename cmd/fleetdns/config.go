@@ -54,9 +54,7 @@ func defaultConfig() config {
 // plannedKeys are keys of the config contract that this version does not act on yet; naming
 // them is better than calling them unknown or silently ignoring them.
 var plannedKeys = map[string]bool{
-	"local_zones": true, "local_data": true, "local_data_files": true, "block_aaaa": true,
-	"synthesize": true, "junk_guard": true, "metrics": true, "control": true, "node": true,
-	"bgp": true, "failover": true,
+	"metrics": true, "control": true, "node": true, "bgp": true, "failover": true,
 }
 
 // loadConfig reads and checks a config file. Every error names the file, the line and the key;
@@ -100,6 +98,24 @@ func parseConfig(path string, data []byte) (config, error) {
 			cfg.Resolver.RoundRobin = p.boolean(v, key)
 		case "log":
 			p.log(v, &cfg.Log)
+		case "local_zones":
+			cfg.Policy.LocalZones = p.localZones(v)
+		case "local_data":
+			cfg.Policy.LocalData = p.localData(v)
+		case "local_data_files":
+			cfg.Policy.LocalDataFiles = p.strList(v, key)
+		case "block_aaaa":
+			p.blockAAAA(v, &cfg.Policy.BlockAAAA)
+		case "synthesize":
+			p.synthesize(v, &cfg.Policy)
+		case "junk_guard":
+			p.mapping(v, key, func(key string, k, v *yaml.Node) {
+				if key != "junk_guard.suffixes" {
+					p.errorf(k, key, "unknown key")
+					return
+				}
+				cfg.Policy.JunkGuard = p.domainList(v, key)
+			})
 		default:
 			if plannedKeys[key] {
 				p.errorf(k, key, "not supported by this version yet")
@@ -121,6 +137,12 @@ func parseConfig(path string, data []byte) (config, error) {
 	// Backstop: the packages' own checks, for rules that span keys.
 	for _, err := range []error{cfg.Resolver.Validate(), cfg.Cache.Validate(), cfg.Policy.Validate()} {
 		if err != nil {
+			p.errs = append(p.errs, fmt.Errorf("%s: %w", path, err))
+		}
+	}
+	if len(p.errs) == 0 {
+		// Building the policy reads local_data_files: their errors name the zone file and line.
+		if _, err := policy.New(cfg.Policy); err != nil {
 			p.errs = append(p.errs, fmt.Errorf("%s: %w", path, err))
 		}
 	}
