@@ -67,7 +67,8 @@ func (c Config) Validate() error {
 // Stats counts what the pipeline did; the metrics issue exposes them.
 type Stats struct {
 	Queries, Hits, Misses, Prefetches, Stale, Local, Refused, Formerr, Dropped, Servfail atomic.Uint64
-	Policy                                                                               [policy.NumReasons]atomic.Uint64 // decisions by the rule that made them
+
+	Policy [policy.NumReasons]atomic.Uint64 // decisions by the rule that made them
 }
 
 // Server answers queries on its listeners.
