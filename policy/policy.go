@@ -75,11 +75,23 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%q is not a domain name", n)
 		}
 	}
-	if c.SynthIP.Domain != "" && c.SynthIP.TTL < 0 {
-		return errors.New("synthesize.ip.ttl must not be negative")
+	if c.SynthIP.Domain != "" {
+		if _, ok := dns.IsDomainName(c.SynthIP.Domain); !ok {
+			return fmt.Errorf("synthesize.ip.domain: %q is not a domain name", c.SynthIP.Domain)
+		}
+		if c.SynthIP.TTL < 0 {
+			return errors.New("synthesize.ip.ttl must not be negative")
+		}
 	}
-	if c.SynthDC.Label != "" && (c.SynthDC.Local == "" || len(c.SynthDC.Domains) == 0) {
-		return errors.New("synthesize.dc needs label, local and domains")
+	if c.SynthDC.Label != "" || c.SynthDC.Local != "" || len(c.SynthDC.Domains) > 0 {
+		if c.SynthDC.Label == "" || c.SynthDC.Local == "" || len(c.SynthDC.Domains) == 0 {
+			return errors.New("synthesize.dc needs label, local and domains")
+		}
+		for _, l := range []string{c.SynthDC.Label, c.SynthDC.Local} {
+			if n, ok := dns.IsDomainName(l); !ok || n != 1 {
+				return fmt.Errorf("synthesize.dc: %q is not a single DNS label", l)
+			}
+		}
 	}
 	return nil
 }

@@ -47,6 +47,23 @@ type zone struct {
 	soa   *dns.SOA
 	data  map[string]map[uint16][]dns.RR // by wire name, then type
 	names map[string]bool                // every name with data and every empty non-terminal
+
+	builtin bool // an RFC 6761 zone, which the operator's zones replace
+}
+
+// checkRdata rejects a record without rdata: the zone parser allows it (for dynamic updates),
+// but served it would be an A or MX of zero bytes.
+func checkRdata(rr dns.RR) error {
+	newRR, ok := dns.TypeToRR[rr.Header().Rrtype]
+	if !ok {
+		return nil
+	}
+	empty := newRR()
+	*empty.Header() = *rr.Header()
+	if dns.IsDuplicate(rr, empty) {
+		return fmt.Errorf("%s record without data", dns.TypeToString[rr.Header().Rrtype])
+	}
+	return nil
 }
 
 func newZone(apex string, typ zoneType) *zone {
@@ -81,30 +98,36 @@ func (z *zone) add(rr dns.RR) {
 // under, or a transparent zone of its own name, as unbound does), and zone files (each a static
 // zone at its SOA's name unless declared otherwise).
 func (p *Policy) addLocal(cfg Config) error {
-	declared := map[string]zoneType{}
 	for _, lz := range cfg.LocalZones {
 		typ, _ := parseZoneType(lz.Type) // Validate checked it
 		z := newZone(lz.Name, typ)
-		declared[z.name] = typ
 		p.zones[string(z.apex)] = z
 	}
-	for i, s := range cfg.LocalData {
-		rr, err := dns.NewRR(s)
-		if err != nil || rr == nil {
-			return fmt.Errorf("local_data[%d]: %q: %v", i, s, err)
-		}
-		p.zoneForData(rr.Header().Name).add(rr)
-	}
+	// Zone files first: local data then lands in the zones they make rather than in zones of
+	// its own that would hide them.
 	for _, pattern := range cfg.LocalDataFiles {
 		files, err := filepath.Glob(pattern)
 		if err != nil {
 			return fmt.Errorf("local_data_files: %q: %w", pattern, err)
 		}
+		if len(files) == 0 && !strings.ContainsAny(pattern, "*?[") {
+			return fmt.Errorf("local_data_files: %s: no such file", pattern) // a typo, not an empty glob
+		}
 		for _, file := range files {
-			if err := p.addZoneFile(file, declared); err != nil {
+			if err := p.addZoneFile(file); err != nil {
 				return err
 			}
 		}
+	}
+	for i, s := range cfg.LocalData {
+		rr, err := dns.NewRR(s)
+		if err == nil && rr != nil {
+			err = checkRdata(rr)
+		}
+		if err != nil || rr == nil {
+			return fmt.Errorf("local_data[%d]: %q: %v", i, s, err)
+		}
+		p.zoneForData(rr.Header().Name).add(rr)
 	}
 	return nil
 }
@@ -121,7 +144,7 @@ func (p *Policy) zoneForData(owner string) *zone {
 	return z
 }
 
-func (p *Policy) addZoneFile(file string, declared map[string]zoneType) error {
+func (p *Policy) addZoneFile(file string) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return fmt.Errorf("local_data_files: %w", err)
@@ -131,6 +154,9 @@ func (p *Policy) addZoneFile(file string, declared map[string]zoneType) error {
 	var rrs []dns.RR
 	var apex string
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		if err := checkRdata(rr); err != nil {
+			return fmt.Errorf("local_data_files: %s: %s: %w", file, rr.Header().Name, err)
+		}
 		if rr.Header().Rrtype == dns.TypeSOA && apex == "" {
 			apex = dns.CanonicalName(rr.Header().Name)
 		}
@@ -142,9 +168,11 @@ func (p *Policy) addZoneFile(file string, declared map[string]zoneType) error {
 	if apex == "" {
 		return fmt.Errorf("local_data_files: %s: no SOA record, so no zone apex", file)
 	}
+	// A zone declared in local_zones keeps its type and the file fills it; a built-in zone of the
+	// same name is replaced; another file's zone of the same apex is merged into.
 	z, exists := p.zones[string(wireName(apex))]
-	if _, isDeclared := declared[apex]; !exists || !isDeclared {
-		z = newZone(apex, static) // a zone declared in local_zones keeps its type; the file fills it
+	if !exists || z.builtin {
+		z = newZone(apex, static)
 	}
 	for _, rr := range rrs {
 		if !dns.IsSubDomain(apex, dns.CanonicalName(rr.Header().Name)) {
@@ -193,7 +221,7 @@ func (z *zone) answer(q *Question) Verdict {
 	case typetransparent:
 		return Verdict{}
 	}
-	if z.names[string(name)] {
+	if z.typ == redirect || z.names[string(name)] {
 		return negative(q, dns.RcodeSuccess, z.soa, ReasonLocalNoData)
 	}
 	return negative(q, dns.RcodeNameError, z.soa, ReasonLocalNXDomain)
@@ -218,6 +246,7 @@ func builtinZones() []*zone {
 	var out []*zone
 	for _, zz := range zones {
 		z := newZone(zz.apex, zz.typ)
+		z.builtin = true
 		for _, s := range zz.records {
 			rr, err := dns.NewRR(s)
 			if err != nil {
