@@ -308,3 +308,37 @@ func (e *Entry) question() Question {
 		CD:    f&2 != 0,
 	}
 }
+
+// Range calls fn for each stored answer, shard by shard, until fn returns false. It holds no
+// lock while fn runs, so fn may remove entries; answers stored meanwhile may or may not be seen.
+func (c *Cache) Range(fn func(q Question, e *Entry) bool) {
+	for _, s := range c.shards {
+		for _, h := range s.Keys() {
+			e, ok := s.Peek(h)
+			if !ok {
+				continue
+			}
+			if !fn(e.question(), e) {
+				return
+			}
+		}
+	}
+}
+
+// RemoveIf drops every answer whose question match accepts and returns how many it dropped.
+func (c *Cache) RemoveIf(match func(q Question) bool) int {
+	n := 0
+	c.Range(func(q Question, e *Entry) bool {
+		if match(q) {
+			c.Remove(&q)
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// Remaining is how long the answer stays fresh after now; negative once it is stale.
+func (e *Entry) Remaining(now time.Time) time.Duration {
+	return time.Duration(e.ttl)*time.Second - time.Duration(since(now)-e.stored)
+}

@@ -48,10 +48,11 @@ func BenchmarkMiss(b *testing.B) {
 	}
 	defer up.Close()
 	s := newOfflineServer(b)
-	s.fwd, err = NewForwarder(forwardTo(up), 4*time.Second)
+	fwd, err := NewForwarder(forwardTo(up), 4*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
+	s.fwd.Store(fwd)
 	from := netip.MustParseAddrPort("127.0.0.1:40000")
 	i := 0
 	b.ReportAllocs()

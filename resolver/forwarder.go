@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 	"strings"
@@ -135,11 +136,23 @@ func (f *Forwarder) try(ctx context.Context, u *Upstream, q dns.Question, do, cd
 	rtt := time.Since(start)
 	if err != nil {
 		u.failed(time.Now(), rtt)
+		r := resultError
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+			r = resultTimeout
+		}
+		u.record(r, rtt)
 		return nil, exchangeError(u, err)
 	}
 	u.answered(rtt)
-	if resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
-		return nil, exchangeError(u, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode]))
+	switch resp.Rcode {
+	case dns.RcodeServerFailure:
+		u.record(resultServfail, rtt)
+	case dns.RcodeRefused:
+		u.record(resultRefused, rtt)
+	default:
+		u.record(resultOK, rtt)
+		return resp, nil
 	}
-	return resp, nil
+	return nil, exchangeError(u, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode]))
 }

@@ -40,10 +40,14 @@ func (s source) String() string {
 // miss=false means drop. A cache hit does not allocate.
 func (s *Server) answer(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now time.Time) (resp []byte, miss bool) {
 	resp, src := s.fast(pkt, from, tcp, dst, now)
-	if s.cfg.QueryLog && src != srcMiss {
+	if src == srcMiss {
+		return nil, true
+	}
+	s.count(resp, src)
+	if s.cfg.QueryLog {
 		s.logQuery(pkt, from, src, resp, now)
 	}
-	return resp, src == srcMiss
+	return resp, false
 }
 
 func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now time.Time) ([]byte, source) {
@@ -122,6 +126,7 @@ func (s *Server) logQuery(pkt []byte, from netip.AddrPort, src source, resp []by
 // nil when there is nothing to send. start is when the query arrived.
 func (s *Server) resolveSlow(ctx context.Context, pkt []byte, from netip.AddrPort, tcp bool, start time.Time) []byte {
 	resp, src := s.slow(ctx, pkt, tcp)
+	s.count(resp, src)
 	if s.cfg.QueryLog {
 		s.logQuery(pkt, from, src, resp, start)
 	}
@@ -228,7 +233,7 @@ func (s *Server) startFlight(p pending) *flight {
 		return f
 	}
 	ok := s.offLoop(func() {
-		resp, err := s.fwd.Resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD)
+		resp, err := s.Forwarder().Resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD)
 		var e *cache.Entry
 		now := time.Now()
 		if err == nil {

@@ -4,7 +4,9 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +28,10 @@ const (
 type Upstream struct {
 	Addr netip.AddrPort
 	TCP  bool // protocol: tcp
+
+	results [numResults]atomic.Uint64
+	rtt     [13]atomic.Uint64 // answers by RTT bucket (rttBuckets, then above the last)
+	rttSum  atomic.Int64      // nanoseconds
 
 	mu        sync.Mutex
 	srtt      time.Duration
@@ -138,4 +144,50 @@ func (p *Pool) order(now time.Time) []*Upstream {
 		out[0], out[i] = out[i], out[0]
 	}
 	return out
+}
+
+// record counts one try's result and, when it was answered, its RTT.
+func (u *Upstream) record(r result, rtt time.Duration) {
+	u.results[r].Add(1)
+	if r == resultTimeout || r == resultError {
+		return
+	}
+	i := 0
+	for i < len(rttBuckets) && rtt > rttBuckets[i] {
+		i++
+	}
+	u.rtt[i].Add(1)
+	u.rttSum.Add(int64(rtt))
+}
+
+// adopt carries the measured state of upstreams that f shares with old (same zone, same
+// address) over, and returns the zones whose upstream list is new or changed.
+func (f *Forwarder) adopt(old *Forwarder) []string {
+	var changed []string
+	for zone, p := range f.pools {
+		op, ok := old.pools[zone]
+		same := ok && len(op.Upstreams) == len(p.Upstreams)
+		for i, u := range p.Upstreams {
+			if ok {
+				for _, ou := range op.Upstreams {
+					if ou.Addr == u.Addr && ou.TCP == u.TCP {
+						p.Upstreams[i] = ou
+					}
+				}
+			}
+			if same && (op.Upstreams[i].Addr != u.Addr || op.Upstreams[i].TCP != u.TCP) {
+				same = false
+			}
+		}
+		if !same {
+			changed = append(changed, zone)
+		}
+	}
+	for zone := range old.pools {
+		if _, ok := f.pools[zone]; !ok {
+			changed = append(changed, zone)
+		}
+	}
+	sort.Strings(changed)
+	return changed
 }

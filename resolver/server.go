@@ -68,7 +68,9 @@ func (c Config) Validate() error {
 type Stats struct {
 	Queries, Hits, Misses, Prefetches, Stale, Local, Refused, Formerr, Dropped, Servfail atomic.Uint64
 
-	Policy [policy.NumReasons]atomic.Uint64 // decisions by the rule that made them
+	Policy   [policy.NumReasons]atomic.Uint64 // decisions by the rule that made them
+	Requests [numTypeSlots][16]atomic.Uint64  // replies by query type and rcode
+	Answers  [numSources]atomic.Uint64        // replies by where they came from
 }
 
 // Server answers queries on its listeners.
@@ -77,7 +79,7 @@ type Server struct {
 	log     *slog.Logger
 	cache   *cache.Cache
 	policy  atomic.Pointer[policy.Policy]
-	fwd     *Forwarder
+	fwd     atomic.Pointer[Forwarder]
 	flights flights
 	fails   *failures
 	slots   chan struct{} // bounds goroutines off the read loop
@@ -116,10 +118,11 @@ func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Serve
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, cache: c, fwd: fwd, fails: newFailures(10000),
+	s := &Server{cfg: cfg, log: log, cache: c, fails: newFailures(10000),
 		slots: make(chan struct{}, cfg.MaxInflight), ctx: context.Background()}
 	s.flights.m = make(map[string]*flight)
 	s.policy.Store(p)
+	s.fwd.Store(fwd)
 	return s, nil
 }
 
@@ -127,7 +130,21 @@ func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Serve
 func (s *Server) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
 
 // Forwarder gives access to the upstream pools, for status.
-func (s *Server) Forwarder() *Forwarder { return s.fwd }
+func (s *Server) Forwarder() *Forwarder { return s.fwd.Load() }
+
+// SetForward replaces the forward zones; resolutions already running finish with the old ones.
+// Upstreams that stay keep their RTT and health. It returns the zones whose upstreams changed,
+// whose cached answers the caller may want to drop.
+func (s *Server) SetForward(zones []ZoneConfig) ([]string, error) {
+	old := s.fwd.Load()
+	fwd, err := NewForwarder(zones, s.cfg.ResolveTimeout)
+	if err != nil {
+		return nil, err
+	}
+	changed := fwd.adopt(old)
+	s.fwd.Store(fwd)
+	return changed, nil
+}
 
 // Cache is the server's answer cache.
 func (s *Server) Cache() *cache.Cache { return s.cache }

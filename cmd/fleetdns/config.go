@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,17 @@ type config struct {
 	Cache    cache.Config
 	Policy   policy.Config
 	Log      logConfig
+	Ops      opsConfig
 }
+
+// opsConfig is where operators reach a running process.
+type opsConfig struct {
+	MetricsListen string // host:port of the Prometheus endpoint; "" is off
+	ControlSocket string // unix socket of fleetdns ctl
+}
+
+// defaultControlSocket is the control socket unless the config says otherwise.
+const defaultControlSocket = "/run/fleetdns/control.sock"
 
 type logConfig struct {
 	Level   slog.Level
@@ -48,14 +59,13 @@ func defaultConfig() config {
 		Policy: policy.Config{AccessControl: []netip.Prefix{
 			netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}},
 		Log: logConfig{Level: slog.LevelInfo, Format: "text"},
+		Ops: opsConfig{ControlSocket: defaultControlSocket},
 	}
 }
 
 // plannedKeys are keys of the config contract that this version does not act on yet; naming
 // them is better than calling them unknown or silently ignoring them.
-var plannedKeys = map[string]bool{
-	"metrics": true, "control": true, "node": true, "bgp": true, "failover": true,
-}
+var plannedKeys = map[string]bool{"node": true, "bgp": true, "failover": true}
 
 // loadConfig reads and checks a config file. Every error names the file, the line and the key;
 // all errors found are returned together.
@@ -98,6 +108,28 @@ func parseConfig(path string, data []byte) (config, error) {
 			cfg.Resolver.RoundRobin = p.boolean(v, key)
 		case "log":
 			p.log(v, &cfg.Log)
+		case "metrics":
+			p.mapping(v, key, func(key string, k, v *yaml.Node) {
+				if key != "metrics.listen" {
+					p.errorf(k, key, "unknown key")
+					return
+				}
+				cfg.Ops.MetricsListen = p.str(v, key)
+				if _, err := parseAddrPort(cfg.Ops.MetricsListen, 0); err != nil {
+					p.errorf(v, key, "%v", err)
+				}
+			})
+		case "control":
+			p.mapping(v, key, func(key string, k, v *yaml.Node) {
+				if key != "control.socket" {
+					p.errorf(k, key, "unknown key")
+					return
+				}
+				cfg.Ops.ControlSocket = p.str(v, key)
+				if !filepath.IsAbs(cfg.Ops.ControlSocket) {
+					p.errorf(v, key, "%q is not an absolute path", cfg.Ops.ControlSocket)
+				}
+			})
 		case "local_zones":
 			cfg.Policy.LocalZones = p.localZones(v)
 		case "local_data":

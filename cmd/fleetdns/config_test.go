@@ -209,8 +209,8 @@ func TestParseConfigErrors(t *testing.T) {
 		},
 		{
 			name: "planned key",
-			yaml: "listen: [\"127.0.0.1:5300\"]\nmetrics:\n  listen: 127.0.0.1:9153\n" + okForward,
-			want: []string{"bad.yaml:2: metrics: not supported by this version yet"},
+			yaml: "listen: [\"127.0.0.1:5300\"]\nbgp:\n  asn: 65053\n" + okForward,
+			want: []string{"bad.yaml:2: bgp: not supported by this version yet"},
 		},
 		{
 			name: "key given twice",
@@ -337,12 +337,12 @@ func TestParseConfigErrors(t *testing.T) {
 		},
 		{
 			name: "every error at once",
-			yaml: "listen: [\"127.0.0.1\"]\ncache:\n  min_ttl: soon\nforward:\n  - zone: .\n    upstreams: [192.0.2.1]\n    protocol: quic\nmetrics: {}\n",
+			yaml: "listen: [\"127.0.0.1\"]\ncache:\n  min_ttl: soon\nforward:\n  - zone: .\n    upstreams: [192.0.2.1]\n    protocol: quic\nfailover: {}\n",
 			want: []string{
 				`bad.yaml:1: listen: "127.0.0.1" is not an IP address and port`,
 				`bad.yaml:3: cache.min_ttl: "soon" is not a duration`,
 				`bad.yaml:7: forward[0].protocol: "quic" is not one of udp, tcp`,
-				"bad.yaml:8: metrics: not supported by this version yet",
+				"bad.yaml:8: failover: not supported by this version yet",
 			},
 		},
 		{
@@ -355,6 +355,16 @@ func TestParseConfigErrors(t *testing.T) {
 			name: "YAML syntax",
 			yaml: "listen: [\"127.0.0.1:5300\"\nforward: x\n",
 			want: []string{"bad.yaml: yaml: line 1: "},
+		},
+		{
+			name: "metrics listen without port",
+			yaml: "metrics: {listen: localhost}\n" + okForward,
+			want: []string{`bad.yaml:1: metrics.listen: "localhost" is not an IP address and port`},
+		},
+		{
+			name: "control socket relative",
+			yaml: "control:\n  socket: run/ctl.sock\n" + okForward,
+			want: []string{`bad.yaml:2: control.socket: "run/ctl.sock" is not an absolute path`},
 		},
 		{
 			name: "forward empty",

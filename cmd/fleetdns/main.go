@@ -33,6 +33,7 @@ func main() {
 const usage = `usage:
   fleetdns client [-config FILE]   run the caching stub (embedded defaults without -config)
   fleetdns check -config FILE      validate a config file
+  fleetdns ctl [-socket PATH] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload
   fleetdns version                 print the version
 `
 
@@ -50,7 +51,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, "fleetdns", versionString())
 		return 0
-	case "server", "ctl", "install", "uninstall":
+	case "ctl":
+		return runCtl(args[1:], stdout, stderr)
+	case "server", "install", "uninstall":
 		fmt.Fprintf(stderr, "fleetdns %s: not built yet in this version\n", args[0])
 		return 2
 	case "-h", "-help", "--help", "help":
@@ -137,16 +140,31 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("start", "err", err)
 		return 1
 	}
-	// SIGHUP would otherwise kill the process; reload is a later feature.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var o ops
+	rl, err := o.start(ctx, cfg, *path, srv, log)
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			log.Warn("SIGHUP: reload is not built yet; config unchanged")
+	o.wg.Go(func() {
+		for {
+			select {
+			case <-hup:
+				rl.reload()
+			case <-ctx.Done():
+				return
+			}
 		}
-	}()
-	if err := srv.Run(ctx); err != nil {
+	})
+	err = srv.Run(ctx)
+	cancel()
+	o.wait()
+	if err != nil {
 		log.Error("run", "err", err)
 		return 1
 	}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fleetdns/fleetdns/resolver"
+)
+
+// runCtl talks to a running fleetdns over its control socket.
+func runCtl(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", defaultControlSocket, "control socket of the running fleetdns")
+	asJSON := fs.Bool("json", false, "print the answer as JSON, for scripts")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	verb, arg := fs.Arg(0), fs.Arg(1)
+	switch verb {
+	case "stats", "cache-dump", "forwards", "reload":
+	case "flush", "flush-zone":
+		if arg == "" {
+			fmt.Fprintf(stderr, "fleetdns ctl %s: a name is needed\n", verb)
+			return 2
+		}
+	case "bgp":
+		fmt.Fprintln(stderr, "fleetdns ctl bgp: server mode is not built yet")
+		return 2
+	default:
+		fmt.Fprintln(stderr, "usage: fleetdns ctl [-socket PATH] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload")
+		return 2
+	}
+	resp, err := ask(*socket, resolver.ControlRequest{Verb: verb, Arg: arg})
+	if err != nil {
+		fmt.Fprintf(stderr, "fleetdns ctl: %v\n", err)
+		return 1
+	}
+	if !resp.OK {
+		fmt.Fprintf(stderr, "fleetdns ctl %s: %s\n", verb, resp.Error)
+		return 1
+	}
+	if *asJSON {
+		var out bytes.Buffer
+		json.Indent(&out, resp.Data, "", "  ")
+		fmt.Fprintln(stdout, out.String())
+		return 0
+	}
+	if err := printHuman(stdout, verb, resp.Data); err != nil {
+		fmt.Fprintf(stderr, "fleetdns ctl: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func ask(socket string, req resolver.ControlRequest) (resolver.ControlResponse, error) {
+	var resp resolver.ControlResponse
+	c, err := net.DialTimeout("unix", socket, 2*time.Second)
+	if err != nil {
+		return resp, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	b, _ := json.Marshal(req)
+	if _, err := c.Write(append(b, '\n')); err != nil {
+		return resp, err
+	}
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil {
+		return resp, fmt.Errorf("reading the answer: %w", err)
+	}
+	return resp, json.Unmarshal(line, &resp)
+}
+
+func printHuman(w io.Writer, verb string, data json.RawMessage) error {
+	switch verb {
+	case "stats":
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			return err
+		}
+		var lines []string
+		flatten("", m, &lines)
+		sort.Strings(lines)
+		fmt.Fprintln(w, strings.Join(lines, "\n"))
+	case "flush", "flush-zone":
+		var m map[string]int
+		if err := json.Unmarshal(data, &m); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "removed %d cached answers\n", m["removed"])
+	case "cache-dump":
+		var entries []resolver.DumpEntry
+		if err := json.Unmarshal(data, &entries); err != nil {
+			return err
+		}
+		for _, e := range entries {
+			flags := ""
+			if e.Flags != "" {
+				flags = " " + e.Flags
+			}
+			fmt.Fprintf(w, "%s %s %s%s ttl=%d %s %s\n", e.Name, e.Class, e.Type, flags, e.TTL, e.Rcode, strings.Join(e.Records, " | "))
+		}
+	case "forwards":
+		var zones []resolver.ForwardStatus
+		if err := json.Unmarshal(data, &zones); err != nil {
+			return err
+		}
+		for _, z := range zones {
+			fmt.Fprintln(w, z.Zone)
+			for _, u := range z.Upstreams {
+				health := "healthy"
+				if !u.Healthy {
+					health = "down"
+				}
+				proto := "udp"
+				if u.TCP {
+					proto = "tcp"
+				}
+				fmt.Fprintf(w, "  %s %s %s srtt=%.1fms failures=%d queries=%d\n", u.Addr, proto, health, u.SRTTms, u.Fails, u.Queries)
+			}
+		}
+	case "reload":
+		var m map[string]string
+		if err := json.Unmarshal(data, &m); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, m["result"])
+	}
+	return nil
+}
+
+func flatten(prefix string, m map[string]any, out *[]string) {
+	for k, v := range m {
+		if sub, ok := v.(map[string]any); ok {
+			flatten(prefix+k+".", sub, out)
+			continue
+		}
+		*out = append(*out, fmt.Sprintf("%s%s %v", prefix, k, v))
+	}
+}

@@ -1,0 +1,172 @@
+package resolver
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/fleetdns/fleetdns/policy"
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Counters on the query path are plain atomics (Stats, Upstream), turned into Prometheus
+// metrics only when scraped: a labelled Prometheus counter costs a map lookup per increment,
+// which a cache hit of 150 ns cannot afford.
+
+// typeSlots are the query types counted by name; every other type counts as "other".
+var typeSlots = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME, dns.TypeMX, dns.TypeTXT, dns.TypePTR,
+	dns.TypeSRV, dns.TypeNS, dns.TypeSOA, dns.TypeHTTPS, dns.TypeSVCB, dns.TypeANY, dns.TypeCAA, dns.TypeDS,
+	dns.TypeDNSKEY}
+
+const numTypeSlots = 16 // len(typeSlots) + "other"
+
+func typeSlot(t uint16) int {
+	for i, s := range typeSlots {
+		if s == t {
+			return i
+		}
+	}
+	return len(typeSlots)
+}
+
+func typeSlotName(i int) string {
+	if i < len(typeSlots) {
+		return dns.TypeToString[typeSlots[i]]
+	}
+	return "other"
+}
+
+const numSources = int(srcServfail) + 1
+
+// count records one reply by query type, rcode and where it came from.
+func (s *Server) count(resp []byte, src source) {
+	if len(resp) < 12 {
+		return
+	}
+	s.Stats.Answers[src].Add(1)
+	slot := len(typeSlots)
+	if binary.BigEndian.Uint16(resp[4:]) == 1 {
+		off := 12
+		for off < len(resp) && resp[off] != 0 && resp[off]&0xc0 == 0 {
+			off += int(resp[off]) + 1
+		}
+		if off+3 <= len(resp) {
+			slot = typeSlot(binary.BigEndian.Uint16(resp[off+1:]))
+		}
+	}
+	s.Stats.Requests[slot][resp[3]&0xf].Add(1)
+}
+
+// rttBuckets are the upper bounds of the upstream RTT histogram.
+var rttBuckets = []time.Duration{
+	500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	200 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second,
+}
+
+// results of one try of an upstream.
+type result int
+
+const (
+	resultOK result = iota
+	resultServfail
+	resultRefused
+	resultTimeout
+	resultError
+	numResults
+)
+
+func (r result) String() string {
+	return [...]string{"ok", "servfail", "refused", "timeout", "error"}[r]
+}
+
+var (
+	descRequests   = prometheus.NewDesc("fleetdns_requests_total", "Queries answered, by query type and response code.", []string{"type", "rcode"}, nil)
+	descAnswers    = prometheus.NewDesc("fleetdns_answers_total", "Answers by where they came from: local (policy), cache, prefetch (a hit that started a refresh), upstream, stale, servfail, refused, error.", []string{"source"}, nil)
+	descPolicy     = prometheus.NewDesc("fleetdns_policy_decisions_total", "Queries answered by a policy rule.", []string{"rule"}, nil)
+	descHits       = prometheus.NewDesc("fleetdns_cache_hits_total", "Queries answered from a fresh cache entry.", nil, nil)
+	descMisses     = prometheus.NewDesc("fleetdns_cache_misses_total", "Queries that found no fresh cache entry.", nil, nil)
+	descPrefetches = prometheus.NewDesc("fleetdns_cache_prefetches_total", "Background refreshes of answers in the last 10% of their TTL.", nil, nil)
+	descStale      = prometheus.NewDesc("fleetdns_cache_stale_answers_total", "Expired answers served because the upstreams failed or were slow (RFC 8767).", nil, nil)
+	descEntries    = prometheus.NewDesc("fleetdns_cache_entries", "Answers in the cache.", nil, nil)
+	descEvictions  = prometheus.NewDesc("fleetdns_cache_evictions_total", "Answers pushed out of the cache by newer ones.", nil, nil)
+	descInflight   = prometheus.NewDesc("fleetdns_inflight_queries", "Queries waiting for an upstream.", nil, nil)
+	descDropped    = prometheus.NewDesc("fleetdns_dropped_queries_total", "Queries dropped because too many were waiting for upstreams.", nil, nil)
+	descUpQueries  = prometheus.NewDesc("fleetdns_upstream_queries_total", "Queries sent to upstreams, by forward zone, upstream and result.", []string{"zone", "upstream", "result"}, nil)
+	descUpRTT      = prometheus.NewDesc("fleetdns_upstream_rtt_seconds", "Round-trip time of upstream queries that got an answer.", []string{"zone", "upstream"}, nil)
+	descUpHealthy  = prometheus.NewDesc("fleetdns_upstream_healthy", "1 while an upstream is considered healthy, 0 while it is marked down.", []string{"zone", "upstream"}, nil)
+	descMismatched = prometheus.NewDesc("fleetdns_upstream_mismatched_responses_total", "Responses ignored because address, port, ID or question did not match the query (RFC 5452).", nil, nil)
+)
+
+// collector exposes a Server's counters.
+type collector struct{ s *Server }
+
+// Collector returns the server's metrics, for the caller to register.
+func (s *Server) Collector() prometheus.Collector { return collector{s} }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRequests, descAnswers, descPolicy, descHits, descMisses,
+		descPrefetches, descStale, descEntries, descEvictions, descInflight, descDropped, descUpQueries,
+		descUpRTT, descUpHealthy, descMismatched} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	st := &s.Stats
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for t := range st.Requests {
+		for rc := range st.Requests[t] {
+			if v := st.Requests[t][rc].Load(); v > 0 {
+				counter(descRequests, v, typeSlotName(t), dns.RcodeToString[rc])
+			}
+		}
+	}
+	for src := range st.Answers {
+		if src != int(srcMiss) && src != int(srcDrop) {
+			counter(descAnswers, st.Answers[src].Load(), source(src).String())
+		}
+	}
+	for r := policy.Reason(1); r < policy.NumReasons; r++ {
+		counter(descPolicy, st.Policy[r].Load(), r.String())
+	}
+	counter(descHits, st.Hits.Load())
+	counter(descMisses, st.Misses.Load())
+	counter(descPrefetches, st.Prefetches.Load())
+	counter(descStale, st.Stale.Load())
+	gauge(descEntries, float64(s.cache.Len()))
+	counter(descEvictions, s.cache.Evictions())
+	gauge(descInflight, float64(len(s.slots)))
+	counter(descDropped, st.Dropped.Load())
+	fwd := s.Forwarder()
+	counter(descMismatched, fwd.Mismatched())
+	now := time.Now()
+	for _, p := range fwd.Pools() {
+		for _, u := range p.Upstreams {
+			addr := u.Addr.String()
+			for r := result(0); r < numResults; r++ {
+				counter(descUpQueries, u.results[r].Load(), p.Zone, addr, r.String())
+			}
+			buckets := make(map[float64]uint64, len(rttBuckets))
+			var cum uint64
+			for i, b := range rttBuckets {
+				cum += u.rtt[i].Load()
+				buckets[b.Seconds()] = cum
+			}
+			total := cum + u.rtt[len(rttBuckets)].Load()
+			ch <- prometheus.MustNewConstHistogram(descUpRTT, total,
+				float64(u.rttSum.Load())/float64(time.Second), buckets, p.Zone, addr)
+			healthy := 0.0
+			if u.Status(now).Healthy {
+				healthy = 1
+			}
+			gauge(descUpHealthy, healthy, p.Zone, addr)
+		}
+	}
+}
