@@ -190,4 +190,3 @@ func matches(patterns []string, name string) bool {
 	}
 	return false
 }
-
