@@ -303,9 +303,9 @@ func (r *Report) resourcesMarkdown(b *strings.Builder) {
 	}
 	b.WriteString("\n#### Memory and idle\n\n")
 	b.WriteString("Resident size after start-up, wake-ups per second while idle (context switches of all threads), ")
-	b.WriteString("and the resident growth per cached answer after filling the cache with unique names.\n\n")
-	fmt.Fprintf(b, "| System | Idle RSS | Idle wake-ups/s | Answers cached | Bytes per answer | vs %s |\n", cell(r.Baseline))
-	b.WriteString("|---|--:|--:|--:|--:|--:|\n")
+	b.WriteString("and the resident size after filling the cache with unique names, per answer.\n\n")
+	fmt.Fprintf(b, "| System | Idle RSS | Idle wake-ups/s | Answers cached | RSS after | Bytes per answer | vs %s |\n", cell(r.Baseline))
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
 	for _, res := range r.Resources {
 		per, vs := "n/a", "n/a"
 		if res.Answers > 0 {
@@ -314,7 +314,11 @@ func (r *Report) resourcesMarkdown(b *strings.Builder) {
 				vs = fmt.Sprintf("%.2f×", res.BytesPerAnswer()/base.BytesPerAnswer())
 			}
 		}
-		fmt.Fprintf(b, "| %s | %.1f MiB | %.1f | %s | %s | %s |\n", cell(res.System),
-			float64(res.IdleRSS)/(1<<20), res.IdleWakeups, grouped(float64(res.Answers)), per, vs)
+		after := "n/a"
+		if res.Answers > 0 {
+			after = fmt.Sprintf("%.0f MiB", float64(res.FilledRSS)/(1<<20))
+		}
+		fmt.Fprintf(b, "| %s | %.1f MiB | %.1f | %s | %s | %s | %s |\n", cell(res.System),
+			float64(res.IdleRSS)/(1<<20), res.IdleWakeups, grouped(float64(res.Answers)), after, per, vs)
 	}
 }

@@ -346,15 +346,15 @@ func TestReportWrite(t *testing.T) {
 
 func TestResourcesMarkdown(t *testing.T) {
 	r := &Report{Baseline: "unbound", Resources: []Resource{
-		{System: "fleetdns", IdleRSS: 12 << 20, IdleWakeups: 0.4, Answers: 1000, Growth: 300000},
-		{System: "unbound", IdleRSS: 8 << 20, IdleWakeups: 2, Answers: 1000, Growth: 600000},
+		{System: "fleetdns", IdleRSS: 12 << 20, IdleWakeups: 0.4, Answers: 1000, FilledRSS: 300 << 10},
+		{System: "unbound", IdleRSS: 8 << 20, IdleWakeups: 2, Answers: 1000, FilledRSS: 600 << 10},
 		{System: "dnsmasq", IdleRSS: 1 << 20},
 	}}
 	md := r.Markdown()
 	for _, want := range []string{
-		"| fleetdns | 12.0 MiB | 0.4 | 1,000 | 300 | 0.50× |",
-		"| unbound | 8.0 MiB | 2.0 | 1,000 | 600 | 1.00× |",
-		"| dnsmasq | 1.0 MiB | 0.0 | 0 | n/a | n/a |",
+		"| fleetdns | 12.0 MiB | 0.4 | 1,000 | 0 MiB | 307 | 0.50× |",
+		"| unbound | 8.0 MiB | 2.0 | 1,000 | 1 MiB | 614 | 1.00× |",
+		"| dnsmasq | 1.0 MiB | 0.0 | 0 | n/a | n/a | n/a |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown() lacks row %q:\n%s", want, md)

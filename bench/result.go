@@ -84,15 +84,18 @@ type Resource struct {
 	IdleRSS     int64   // resident bytes after start-up, before any query
 	IdleWakeups float64 // context switches per second over an idle period, all threads
 	Answers     int     // answers filled into the cache for the memory measurement (0: not run)
-	Growth      int64   // resident growth while filling them, bytes
+	FilledRSS   int64   // resident bytes once they are in
 }
 
-// BytesPerAnswer is the resident memory one cached answer costs; 0 when not measured.
+// BytesPerAnswer is the resident memory per cached answer: the whole resident size after the
+// fill, divided by the answers. Not the growth: some systems (dnsmasq) allocate their whole
+// cache at start-up, so their growth is zero; with a million answers the start-up size of the
+// others is noise.
 func (r Resource) BytesPerAnswer() float64 {
 	if r.Answers == 0 {
 		return 0
 	}
-	return float64(r.Growth) / float64(r.Answers)
+	return float64(r.FilledRSS) / float64(r.Answers)
 }
 
 // Samples of one system and workload, in round order.

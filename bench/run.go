@@ -311,7 +311,7 @@ func measureResources(ctx context.Context, cfg Config, p Peer, upstream netip.Ad
 	if filled.Answered == 0 {
 		return res, errors.New("memory: no answers")
 	}
-	res.Answers, res.Growth = filled.Answered, rss-res.IdleRSS
+	res.Answers, res.FilledRSS = filled.Answered, rss
 	fmt.Fprintf(cfg.Log, "%-14s memory: %d answers, RSS %d -> %d MiB, %.0f bytes per answer\n",
 		p.Name, res.Answers, res.IdleRSS>>20, rss>>20, res.BytesPerAnswer())
 	return res, nil
@@ -319,12 +319,14 @@ func measureResources(ctx context.Context, cfg Config, p Peer, upstream netip.Ad
 
 // machine describes the CPU, core count and kernel, for the report.
 func machine() string {
-	model := "unknown CPU"
+	model, cores := "unknown CPU", 0
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "model name") {
+			if strings.HasPrefix(line, "model name") && cores == 0 {
 				model = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
-				break
+			}
+			if strings.HasPrefix(line, "processor") {
+				cores++ // the machine's, not the ones taskset leaves this process
 			}
 		}
 	}
@@ -332,5 +334,8 @@ func machine() string {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		kernel = ", Linux " + strings.TrimSpace(string(b))
 	}
-	return fmt.Sprintf("%s, %d cores%s", model, runtime.NumCPU(), kernel)
+	if cores == 0 {
+		cores = runtime.NumCPU()
+	}
+	return fmt.Sprintf("%s, %d cores%s", model, cores, kernel)
 }

@@ -66,7 +66,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer os.RemoveAll(work)
 	if *fleetdns == "" {
 		*fleetdns = filepath.Join(work, "fleetdns")
-		build := exec.Command("go", "build", "-o", *fleetdns, "github.com/fleetdns/fleetdns/cmd/fleetdns")
+		// Stamp the commit, so the report says which fleetdns it measured.
+		rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
+		ver := strings.TrimSpace(string(rev))
+		if ver == "" {
+			ver = "devel"
+		}
+		build := exec.Command("go", "build", "-ldflags", "-X main.version="+ver, "-o", *fleetdns,
+			"github.com/fleetdns/fleetdns/cmd/fleetdns")
 		build.Stdout, build.Stderr = stderr, stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(stderr, "build fleetdns:", err)
