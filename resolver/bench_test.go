@@ -64,3 +64,17 @@ func BenchmarkMiss(b *testing.B) {
 		}
 	}
 }
+
+func TestTypeSlot(t *testing.T) {
+	for i, typ := range typeSlots {
+		if got := typeSlot(typ); got != i {
+			t.Errorf("typeSlot(%s) = %d, want %d", dns.TypeToString[typ], got, i)
+		}
+	}
+	if got := typeSlot(dns.TypeNAPTR); got != len(typeSlots) {
+		t.Errorf("typeSlot(NAPTR) = %d, want %d (other)", got, len(typeSlots))
+	}
+	if len(typeSlots)+1 != numTypeSlots {
+		t.Errorf("numTypeSlots = %d, want %d", numTypeSlots, len(typeSlots)+1)
+	}
+}

@@ -20,11 +20,40 @@ var typeSlots = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME, dns.TypeMX, dns
 
 const numTypeSlots = 16 // len(typeSlots) + "other"
 
+// typeSlot is the index of t in typeSlots, or len(typeSlots) for any other type. A switch, not
+// a loop: it runs on every cache hit.
 func typeSlot(t uint16) int {
-	for i, s := range typeSlots {
-		if s == t {
-			return i
-		}
+	switch t {
+	case dns.TypeA:
+		return 0
+	case dns.TypeAAAA:
+		return 1
+	case dns.TypeCNAME:
+		return 2
+	case dns.TypeMX:
+		return 3
+	case dns.TypeTXT:
+		return 4
+	case dns.TypePTR:
+		return 5
+	case dns.TypeSRV:
+		return 6
+	case dns.TypeNS:
+		return 7
+	case dns.TypeSOA:
+		return 8
+	case dns.TypeHTTPS:
+		return 9
+	case dns.TypeSVCB:
+		return 10
+	case dns.TypeANY:
+		return 11
+	case dns.TypeCAA:
+		return 12
+	case dns.TypeDS:
+		return 13
+	case dns.TypeDNSKEY:
+		return 14
 	}
 	return len(typeSlots)
 }

@@ -43,7 +43,9 @@ func (s *Server) answer(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, n
 	if src == srcMiss {
 		return nil, true
 	}
-	s.count(resp, src)
+	if src != srcCache && src != srcPrefetch { // hits count themselves, without re-parsing
+		s.count(resp, src)
+	}
 	if s.cfg.QueryLog {
 		s.logQuery(pkt, from, src, resp, now)
 	}
@@ -102,7 +104,10 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	}
 	r := q.reply(tcp)
 	r.Rotate = s.cfg.RoundRobin
-	return e.AppendAnswer(dst, &r, now), src
+	out := e.AppendAnswer(dst, &r, now)
+	s.Stats.Answers[src].Add(1)
+	s.Stats.Requests[typeSlot(q.qtype)][e.Rcode()].Add(1)
+	return out, src
 }
 
 // logQuery writes one query log line: client, name, type, rcode, latency, where the answer
