@@ -90,7 +90,7 @@ func (s *Server) fetch(ctx context.Context, p pending) (*cache.Entry, error) {
 		}
 		return nil, errFailing
 	}
-	f := s.startFlight(p)
+	f := s.startFlight(p, e == nil)
 	select {
 	case <-f.done:
 		if f.err == nil {

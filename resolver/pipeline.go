@@ -172,7 +172,7 @@ func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source
 	case s.fails.failing(key, now):
 		// Resolution failed moments ago (RFC 9520): do not ask again yet.
 	default:
-		f = s.startFlight(p)
+		f = s.startFlight(p, e == nil)
 	}
 	var done <-chan struct{}
 	if f != nil {
@@ -214,7 +214,7 @@ var (
 // prefetch refreshes an answer in the last 10% of its TTL in the background (unbound's rule).
 func (s *Server) prefetch(q *query) {
 	s.Stats.Prefetches.Add(1)
-	s.startFlight(q.pending())
+	s.startFlight(q.pending(), false)
 }
 
 // pending is what one upstream resolution needs, copied off the packet buffer.
@@ -231,13 +231,15 @@ func (q *query) pending() pending {
 
 // startFlight starts the upstream resolution of p, or joins the one already running. The
 // resolution runs on the server's context, not the client's, so that clients that give up do
-// not cancel it for the others.
-func (s *Server) startFlight(p pending) *flight {
+// not cancel it for the others. inline runs it in the calling goroutine, already off the read
+// loop, when the caller would only wait for it anyway: a goroutine less per miss, and one stack
+// less to grow. A caller that may stop waiting (a stale answer's timer, a prefetch) does not.
+func (s *Server) startFlight(p pending, inline bool) *flight {
 	f, leader := s.flights.join(p.key)
 	if !leader {
 		return f
 	}
-	ok := s.offLoop(func() {
+	run := func() {
 		resp, err := s.Forwarder().Resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD)
 		var e *cache.Entry
 		now := time.Now()
@@ -256,8 +258,10 @@ func (s *Server) startFlight(p pending) *flight {
 			s.cache.Put(e)
 		}
 		s.flights.finish(p.key, f, e, err)
-	})
-	if !ok {
+	}
+	if inline {
+		run()
+	} else if !s.offLoop(run) {
 		s.flights.finish(p.key, f, nil, errors.New("too many queries in flight"))
 	}
 	return f
