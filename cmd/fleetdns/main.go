@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/fleetdns/fleetdns/cache"
@@ -123,8 +125,9 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 	log := newLogger(stderr, cfg.Log)
 	cfg.Resolver.QueryLog = cfg.Log.Queries
 	if path := os.Getenv("FLEETDNS_CPUPROFILE"); path != "" {
-		// For benchmarks: "where fleetdns loses" comes with a profile.
-		stopProfile, err := startCPUProfile(path)
+		// For benchmarks: "where fleetdns loses" comes with a profile. %p becomes the PID, so
+		// that each process a harness starts writes its own.
+		stopProfile, err := startCPUProfile(strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid())))
 		if err != nil {
 			log.Error("cpu profile", "err", err)
 			return 1
