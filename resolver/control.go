@@ -47,6 +47,10 @@ func (c *Control) Run(ctx context.Context) error {
 		if fi.Mode().Type() != fs.ModeSocket {
 			return fmt.Errorf("control socket %s: exists and is not a socket", c.Path)
 		}
+		if conn, err := net.DialTimeout("unix", c.Path, time.Second); err == nil {
+			conn.Close()
+			return fmt.Errorf("control socket %s: in use by another process", c.Path)
+		}
 		os.Remove(c.Path) // left by a process that did not stop cleanly
 	}
 	l, err := net.Listen("unix", c.Path)

@@ -179,6 +179,15 @@ func isOptional(list []netip.AddrPort, a netip.AddrPort) bool {
 }
 
 func (s *Server) listen(a netip.AddrPort) error {
+	// SO_REUSEPORT would let a second fleetdns bind the same address and split the queries
+	// between two caches; a plain bind first tells whether anyone holds the port.
+	if a.Port() != 0 {
+		probe, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+		if err != nil {
+			return fmt.Errorf("listen udp %s: %w", a, err)
+		}
+		probe.Close()
+	}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {

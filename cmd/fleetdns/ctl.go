@@ -84,7 +84,9 @@ func printHuman(w io.Writer, verb string, data json.RawMessage) error {
 	switch verb {
 	case "stats":
 		var m map[string]any
-		if err := json.Unmarshal(data, &m); err != nil {
+		d := json.NewDecoder(bytes.NewReader(data))
+		d.UseNumber() // counters as integers, not 1.234567e+06
+		if err := d.Decode(&m); err != nil {
 			return err
 		}
 		var lines []string

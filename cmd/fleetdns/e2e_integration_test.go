@@ -369,10 +369,10 @@ func TestClientSignals(t *testing.T) {
 			// The upstream is never asked: readiness uses localhost, which is answered locally.
 			p := startClient(t, stub, fmt.Sprintf("listen: [\"%s\"]\nforward:\n  - zone: .\n    upstreams: [127.0.0.1:9]\n", stub))
 
-			// SIGHUP must not kill it: reload is not built, so it is logged and ignored.
+			// SIGHUP must not kill it: it reloads the config.
 			p.cmd.Process.Signal(syscall.SIGHUP)
-			waitFor(t, p, "SIGHUP logged", 5*time.Second, func() bool {
-				return strings.Contains(p.output(), "SIGHUP: reload is not built yet")
+			waitFor(t, p, "SIGHUP reload logged", 5*time.Second, func() bool {
+				return strings.Contains(p.output(), "config reloaded")
 			})
 			if a, err := dig(t.Context(), nil, stub, "localhost", "A"); err != nil || a.status != "NOERROR" {
 				t.Errorf("dig localhost after SIGHUP = %+v, %v, want NOERROR", a, err)
@@ -394,7 +394,7 @@ func TestClientSignals(t *testing.T) {
 func TestBinaryCommands(t *testing.T) {
 	bin := binary(t)
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := os.WriteFile(bad, []byte("forward:\n  - zone: .\n    upstreams: [192.0.2.1]\nmetrics: {}\n"), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte("forward:\n  - zone: .\n    upstreams: [192.0.2.1]\nbgp: {}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -405,7 +405,7 @@ func TestBinaryCommands(t *testing.T) {
 	}{
 		{[]string{"version"}, 0, "fleetdns " + testVersion + "\n", ""},
 		{[]string{"check", "-config", "testdata/full.yaml"}, 0, "testdata/full.yaml: ok\n", ""},
-		{[]string{"check", "-config", bad}, 1, "", bad + ":4: metrics: not supported by this version yet\n"},
+		{[]string{"check", "-config", bad}, 1, "", bad + ":4: bgp: not supported by this version yet\n"},
 		{nil, 2, "", "usage:"},
 	} {
 		t.Run(strings.Join(append([]string{"fleetdns"}, tc.args...), " "), func(t *testing.T) {
