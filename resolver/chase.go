@@ -21,7 +21,7 @@ func (s *Server) chase(ctx context.Context, q *query, v policy.Verdict, tcp bool
 	s.Stats.Local.Add(1)
 	p := s.policy.Load()
 	m, target := v.Msg, v.Target
-	src := srcLocal
+	src := policySource(v.Reason)
 	for depth := 0; ; depth++ {
 		if depth == maxChase {
 			return s.servfail(q, tcp)

@@ -65,7 +65,7 @@ func typeSlotName(i int) string {
 	return "other"
 }
 
-const numSources = int(srcServfail) + 1
+const numSources = int(srcSynth) + 1
 
 // count records one reply by query type, rcode and where it came from.
 func (s *Server) count(resp []byte, src source) {
@@ -111,7 +111,7 @@ func (r result) String() string {
 
 var (
 	descRequests   = prometheus.NewDesc("fleetdns_requests_total", "Queries answered, by query type and response code.", []string{"type", "rcode"}, nil)
-	descAnswers    = prometheus.NewDesc("fleetdns_answers_total", "Answers by where they came from: local (policy), cache, prefetch (a hit that started a refresh), upstream, stale, servfail, refused, error.", []string{"source"}, nil)
+	descAnswers    = prometheus.NewDesc("fleetdns_answers_total", "Answers by where they came from: local (local zones and data, junk guard, AAAA block), synthesized, cache, prefetch (a hit that started a refresh), upstream, stale, servfail, refused, error.", []string{"source"}, nil)
 	descPolicy     = prometheus.NewDesc("fleetdns_policy_decisions_total", "Queries answered by a policy rule.", []string{"rule"}, nil)
 	descHits       = prometheus.NewDesc("fleetdns_cache_hits_total", "Queries answered from a fresh cache entry.", nil, nil)
 	descMisses     = prometheus.NewDesc("fleetdns_cache_misses_total", "Queries that found no fresh cache entry.", nil, nil)

@@ -28,10 +28,21 @@ const (
 	srcUpstream               // answered after an upstream resolution
 	srcStale                  // an expired answer, served because the upstreams failed or were slow
 	srcServfail               // resolution failed and nothing stale was there
+	srcSynth                  // policy: synthesize.ip and synthesize.dc
 )
 
 func (s source) String() string {
-	return [...]string{"drop", "error", "refused", "local", "cache", "prefetch", "miss", "upstream", "stale", "servfail"}[s]
+	return [...]string{"drop", "error", "refused", "local", "cache", "prefetch", "miss", "upstream", "stale",
+		"servfail", "synthesized"}[s]
+}
+
+// policySource tells answers that policy synthesized from those of local zones and the junk
+// guard and AAAA block, so the metrics show what each saves.
+func policySource(r policy.Reason) source {
+	if r == policy.ReasonSynthIP || r == policy.ReasonSynthDC {
+		return srcSynth
+	}
+	return srcLocal
 }
 
 // answer runs the pipeline as far as it can go without waiting: parse, access control, policy,
@@ -81,7 +92,7 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	case policy.Answer:
 		s.Stats.Local.Add(1)
 		s.Stats.Policy[v.Reason].Add(1)
-		return s.respond(dst, &q, tcp, v.Msg.Rcode, v.Msg, now), srcLocal
+		return s.respond(dst, &q, tcp, v.Msg.Rcode, v.Msg, now), policySource(v.Reason)
 	case policy.Refuse:
 		s.Stats.Refused.Add(1)
 		s.Stats.Policy[v.Reason].Add(1)
