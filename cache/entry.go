@@ -133,7 +133,8 @@ type Reply struct {
 	DO      bool
 	MaxSize int // largest reply the transport carries; 0 means no limit (TCP)
 	Stale   bool
-	Rotate  bool // rotate address RRsets (rrset_roundrobin)
+	Rotate  bool   // rotate address RRsets (rrset_roundrobin)
+	NSID    []byte // the node's identifier, for a client that asked for it (RFC 5001)
 }
 
 // AppendAnswer appends the stored answer, patched for the client's query, to dst. It does not
@@ -187,7 +188,7 @@ func (e *Entry) AppendAnswer(dst []byte, r *Reply, now time.Time) []byte {
 	if r.MaxSize > 0 {
 		limit := r.MaxSize
 		if r.EDNS {
-			limit -= optLen(r.Stale)
+			limit -= optLen(r)
 		}
 		if len(out) > limit {
 			// Too big for this transport: header and question with TC, and the client retries
@@ -199,7 +200,7 @@ func (e *Entry) AppendAnswer(dst []byte, r *Reply, now time.Time) []byte {
 		}
 	}
 	if r.EDNS {
-		dst = appendOPT(dst, r.DO, r.Stale)
+		dst = appendOPT(dst, r)
 		out = dst[start:]
 		binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
 	}
@@ -225,25 +226,34 @@ func (e *Entry) rotate(out []byte) {
 	}
 }
 
-func optLen(stale bool) int {
-	if stale {
-		return 11 + 6
+func optLen(r *Reply) int {
+	n := 11
+	if r.Stale {
+		n += 6
 	}
-	return 11
+	if len(r.NSID) > 0 {
+		n += 4 + len(r.NSID)
+	}
+	return n
 }
 
-// appendOPT appends an OPT RR (RFC 6891) and, for a stale answer, Extended DNS Error 3
-// "Stale Answer" (RFC 8914).
-func appendOPT(dst []byte, do, stale bool) []byte {
+// appendOPT appends an OPT RR (RFC 6891) with, for a stale answer, Extended DNS Error 3
+// "Stale Answer" (RFC 8914) and, when asked for, the name server identifier (RFC 5001).
+func appendOPT(dst []byte, r *Reply) []byte {
 	var flags byte
-	if do {
+	if r.DO {
 		flags = 0x80
 	}
-	dst = append(dst, 0, 0, 41, EDNSBufferSize>>8, EDNSBufferSize&0xff, 0, 0, flags, 0)
-	if !stale {
-		return append(dst, 0, 0)
+	rdlen := optLen(r) - 11
+	dst = append(dst, 0, 0, 41, EDNSBufferSize>>8, EDNSBufferSize&0xff, 0, 0, flags, 0, byte(rdlen>>8), byte(rdlen))
+	if r.Stale {
+		dst = append(dst, 0, 15, 0, 2, 0, 3)
 	}
-	return append(dst, 0, 6, 0, 15, 0, 2, 0, 3)
+	if len(r.NSID) > 0 {
+		dst = append(dst, 0, 3, byte(len(r.NSID)>>8), byte(len(r.NSID)))
+		dst = append(dst, r.NSID...)
+	}
+	return dst
 }
 
 var errShort = errors.New("truncated message")

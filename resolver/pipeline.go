@@ -87,6 +87,11 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
 		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
+	if q.qclass == dns.ClassCHAOS && s.nodeID != nil {
+		if m := s.identity(&q); m != nil {
+			return s.respond(dst, &q, tcp, dns.RcodeSuccess, m, now), srcLocal
+		}
+	}
 	pq := q.policyQuestion()
 	switch v := p.Decide(&pq); v.Action {
 	case policy.Answer:
@@ -113,12 +118,22 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	default:
 		return nil, srcMiss
 	}
-	r := q.reply(tcp)
-	r.Rotate = s.cfg.RoundRobin
+	r := s.reply(&q, tcp)
 	out := e.AppendAnswer(dst, &r, now)
 	s.Stats.Answers[src].Add(1)
 	s.Stats.Requests[typeSlot(q.qtype)][e.Rcode()].Add(1)
 	return out, src
+}
+
+// reply is how an answer is patched for this client: the query's details plus the server's
+// round-robin setting and, if asked for and configured, the node's NSID.
+func (s *Server) reply(q *query, tcp bool) cache.Reply {
+	r := q.reply(tcp)
+	r.Rotate = s.cfg.RoundRobin
+	if q.nsid {
+		r.NSID = s.nodeID
+	}
+	return r
 }
 
 // logQuery writes one query log line: client, name, type, rcode, latency, where the answer
@@ -158,8 +173,7 @@ func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source
 	if v := s.policy.Load().Decide(&pq); v.Action == policy.Chase {
 		return s.chase(ctx, &q, v, tcp)
 	}
-	r := q.reply(tcp)
-	r.Rotate = s.cfg.RoundRobin
+	r := s.reply(&q, tcp)
 	cq := q.cacheQuestion()
 	now := time.Now()
 	e, st := s.cache.Get(&cq, now)
@@ -307,7 +321,7 @@ func (s *Server) respond(dst []byte, q *query, tcp bool, rcode int, m *dns.Msg, 
 		s.log.Error("pack local answer", "err", err)
 		return nil
 	}
-	r := q.reply(tcp)
+	r := s.reply(q, tcp)
 	return e.AppendAnswer(dst, &r, now)
 }
 

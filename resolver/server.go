@@ -30,6 +30,7 @@ type Config struct {
 	Forward            []ZoneConfig
 	RoundRobin         bool          // rotate address RRsets per answer
 	QueryLog           bool          // log every query: client, name, type, rcode, latency, source
+	NodeID             string        // server mode: answered as NSID (RFC 5001) and for id.server. / hostname.bind. CH TXT
 	StaleClientTimeout time.Duration // how long a client waits for a refresh before getting a stale answer
 	StaleRetry         time.Duration // at most one refresh of a stale answer per this interval (default 5s)
 	ResolveTimeout     time.Duration // one resolution across all upstreams (default 4s)
@@ -83,6 +84,7 @@ type Server struct {
 	flights flights
 	fails   *failures
 	slots   chan struct{} // bounds goroutines off the read loop
+	nodeID  []byte        // NodeID, nil when unset
 	Stats   Stats
 
 	udp []*net.UDPConn
@@ -121,6 +123,9 @@ func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Serve
 	s := &Server{cfg: cfg, log: log, cache: c, fails: newFailures(10000),
 		slots: make(chan struct{}, cfg.MaxInflight), ctx: context.Background()}
 	s.flights.m = make(map[string]*flight)
+	if cfg.NodeID != "" {
+		s.nodeID = []byte(cfg.NodeID)
+	}
 	s.policy.Store(p)
 	s.fwd.Store(fwd)
 	return s, nil
