@@ -221,3 +221,23 @@ func TestLongestZoneWins(t *testing.T) {
 		}
 	}
 }
+
+func TestProbeBypassesCache(t *testing.T) {
+	up := startFault(t, "192.0.2.60", 300)
+	s := startServer(t, Config{Forward: forwardTo(up), ResolveTimeout: 300 * time.Millisecond}, testCacheConfig())
+	ask(t, s, "udp", "health.fleetdns.test", dns.TypeA) // cached now
+	if err := s.Probe(t.Context(), "health.fleetdns.test", dns.TypeA); err != nil {
+		t.Fatalf("Probe with a live upstream = %v, want nil", err)
+	}
+	if up.Queries() != 2 {
+		t.Errorf("upstream queries = %d, want 2: the probe must not be answered from the cache", up.Queries())
+	}
+	up.Set(faultdns.Drop, 0)
+	if err := s.Probe(t.Context(), "health.fleetdns.test", dns.TypeA); err == nil {
+		t.Errorf("Probe with a dead upstream = nil, want an error even though the cache has the name")
+	}
+	up.Set(faultdns.ServFail, 0)
+	if err := s.Probe(t.Context(), "health.fleetdns.test", dns.TypeA); err == nil {
+		t.Errorf("Probe with a SERVFAIL upstream = nil, want an error")
+	}
+}

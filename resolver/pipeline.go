@@ -348,3 +348,22 @@ func netipAddrPort(a net.Addr) (netip.AddrPort, error) {
 	}
 	return netip.AddrPort{}, errors.New("not a TCP address")
 }
+
+// Probe resolves name/qtype through the pipeline with the cache bypassed (policy, then the
+// forwarder), as server mode's health check does: it tests the path to the upstreams, not the
+// cache. nil means an answer came back that was not SERVFAIL or REFUSED.
+func (s *Server) Probe(ctx context.Context, name string, qtype uint16) error {
+	q, err := cache.NewQuestion(name, qtype, dns.ClassINET, false, false)
+	if err != nil {
+		return err
+	}
+	pq := policy.Question{Name: q.Name, Type: qtype, Class: dns.ClassINET}
+	switch v := s.policy.Load().Decide(&pq); v.Action {
+	case policy.Answer, policy.Chase:
+		return nil
+	case policy.Refuse:
+		return errors.New("refused by policy")
+	}
+	_, err = s.Forwarder().Resolve(ctx, dns.Question{Name: dns.Fqdn(name), Qtype: qtype, Qclass: dns.ClassINET}, false, false)
+	return err
+}
