@@ -39,6 +39,8 @@ type Control struct {
 	Server *Server
 	// Reload re-reads the configuration and returns a summary of what changed.
 	Reload func() (string, error)
+	// Status holds further read-only verbs (server mode adds "bgp").
+	Status map[string]func() any
 }
 
 // Run listens until ctx ends and returns once every connection is served.
@@ -124,6 +126,9 @@ func (c *Control) do(req ControlRequest) (any, error) {
 		}
 		summary, err := c.Reload()
 		return map[string]string{"result": summary}, err
+	}
+	if f, ok := c.Status[req.Verb]; ok {
+		return f(), nil
 	}
 	return nil, fmt.Errorf("unknown verb %q", req.Verb)
 }

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: the real upstream (nsd), real clients (dig, getent), network namespaces
-# (iproute2), and the peers the benchmark harness measures fleetdns against.
+# (iproute2), the BGP router of the anycast tests (bird2), and the peers the benchmark harness
+# measures fleetdns against.
 has() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ]; }
 need=()
 has dig || need+=(dnsutils)
@@ -19,6 +20,7 @@ has pdns_recursor || need+=(pdns-recursor)
 has dnsdist || need+=(dnsdist)
 has kresd || need+=(knot-resolver)
 has dnsperf || need+=(dnsperf)
+has bird || need+=(bird2)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -28,7 +30,7 @@ if [ ${#need[@]} -gt 0 ]; then
   # Where systemd runs, the packages start their own services; tests and benchmarks start
   # their own instances on free ports, so the system ones would only take CPU.
   if [ -d /run/systemd/system ]; then
-    $sudo systemctl disable --now unbound pdns-recursor dnsdist kresd@1 nsd 2>/dev/null || true
+    $sudo systemctl disable --now unbound pdns-recursor dnsdist kresd@1 nsd bird 2>/dev/null || true
   fi
 fi
 export PATH="$PATH:/usr/sbin:/sbin:/usr/local/go/bin"

@@ -25,6 +25,7 @@ type config struct {
 	Policy   policy.Config
 	Log      logConfig
 	Ops      opsConfig
+	Server   serverConfig // server mode only
 }
 
 // opsConfig is where operators reach a running process.
@@ -58,14 +59,15 @@ func defaultConfig() config {
 		},
 		Policy: policy.Config{AccessControl: []netip.Prefix{
 			netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}},
-		Log: logConfig{Level: slog.LevelInfo, Format: "text"},
-		Ops: opsConfig{ControlSocket: defaultControlSocket},
+		Log:    logConfig{Level: slog.LevelInfo, Format: "text"},
+		Ops:    opsConfig{ControlSocket: defaultControlSocket},
+		Server: defaultServerConfig(),
 	}
 }
 
 // plannedKeys are keys of the config contract that this version does not act on yet; naming
 // them is better than calling them unknown or silently ignoring them.
-var plannedKeys = map[string]bool{"node": true, "bgp": true, "failover": true}
+var plannedKeys = map[string]bool{"failover": true}
 
 // loadConfig reads and checks a config file. Every error names the file, the line and the key;
 // all errors found are returned together.
@@ -108,6 +110,10 @@ func parseConfig(path string, data []byte) (config, error) {
 			cfg.Resolver.RoundRobin = p.boolean(v, key)
 		case "log":
 			p.log(v, &cfg.Log)
+		case "node":
+			p.node(v, &cfg.Server)
+		case "bgp":
+			p.bgp(v, &cfg.Server)
 		case "metrics":
 			p.mapping(v, key, func(key string, k, v *yaml.Node) {
 				if key != "metrics.listen" {
@@ -170,6 +176,14 @@ func parseConfig(path string, data []byte) (config, error) {
 	for _, err := range []error{cfg.Resolver.Validate(), cfg.Cache.Validate(), cfg.Policy.Validate()} {
 		if err != nil {
 			p.errs = append(p.errs, fmt.Errorf("%s: %w", path, err))
+		}
+	}
+	if cfg.Server.present {
+		if err := cfg.Server.BGP.Validate(); err != nil {
+			p.errs = append(p.errs, fmt.Errorf("%s: bgp: %w", path, err))
+		}
+		if cfg.Server.NodeID == "" {
+			p.errs = append(p.errs, fmt.Errorf("%s: node.id: server mode needs the node's ID", path))
 		}
 	}
 	if len(p.errs) == 0 {

@@ -209,8 +209,8 @@ func TestParseConfigErrors(t *testing.T) {
 		},
 		{
 			name: "planned key",
-			yaml: "listen: [\"127.0.0.1:5300\"]\nbgp:\n  asn: 65053\n" + okForward,
-			want: []string{"bad.yaml:2: bgp: not supported by this version yet"},
+			yaml: "listen: [\"127.0.0.1:5300\"]\nfailover:\n  interval: 5s\n" + okForward,
+			want: []string{"bad.yaml:2: failover: not supported by this version yet"},
 		},
 		{
 			name: "key given twice",
@@ -365,6 +365,21 @@ func TestParseConfigErrors(t *testing.T) {
 			name: "control socket relative",
 			yaml: "control:\n  socket: run/ctl.sock\n" + okForward,
 			want: []string{`bad.yaml:2: control.socket: "run/ctl.sock" is not an absolute path`},
+		},
+		{
+			name: "server mode errors",
+			yaml: "node: {id: n1}\nbgp:\n  asn: 0\n  router_id: 192.0.2.1\n  announce:\n    - {prefix: 198.51.100.53/24, priority: first, communities: [\"65000\"]}\n" + okForward,
+			want: []string{
+				`bad.yaml:3: bgp.asn: "0" is not an AS number`,
+				`bad.yaml:6: bgp.announce[0].prefix: "198.51.100.53/24" is not a network prefix (198.51.100.53/32)`,
+				`bad.yaml:6: bgp.announce[0].priority: "first" is not one of primary, secondary`,
+				`bad.yaml:6: bgp.announce[0].communities: "65000" is not a community (65000:53)`,
+			},
+		},
+		{
+			name: "health below the BGP minimum",
+			yaml: "node: {id: n1}\nbgp:\n  peers: [{address: 192.0.2.254, asn: 65000, hold_time: 1s}]\n" + okForward,
+			want: []string{`bad.yaml:3: bgp.peers[0].hold_time: 1s is below the 3s minimum of BGP (RFC 4271)`},
 		},
 		{
 			name: "forward empty",
@@ -525,9 +540,12 @@ func TestRun(t *testing.T) {
 		{name: "help", args: []string{"help"}, code: 0, stdout: "usage:"},
 		{name: "version", args: []string{"version"}, code: 0, stdout: "fleetdns "},
 		{name: "unknown command", args: []string{"serve"}, code: 2, stderr: `unknown command "serve"`},
-		{name: "command not built yet", args: []string{"server"}, code: 2, stderr: "fleetdns server: not built yet"},
+		{name: "command not built yet", args: []string{"install"}, code: 2, stderr: "fleetdns install: not built yet"},
+		{name: "server without config", args: []string{"server"}, code: 2, stderr: "fleetdns server: -config FILE is required"},
+		{name: "server with a client config", args: []string{"server", "-config", "testdata/full.yaml"}, code: 1, stderr: "server mode needs a bgp block"},
 		{name: "check good", args: []string{"check", "-config", "testdata/full.yaml"}, code: 0, stdout: "testdata/full.yaml: ok"},
 		{name: "check shipped example", args: []string{"check", "-config", "../../configs/client.yaml"}, code: 0, stdout: "client.yaml: ok"},
+		{name: "check shipped server example", args: []string{"check", "-config", "../../configs/server.yaml"}, code: 0, stdout: "server.yaml: ok"},
 		{name: "check bad", args: []string{"check", "-config", bad}, code: 1, stderr: bad + `:2: cache.min_ttl: "30" is not a duration`},
 		{name: "check missing file", args: []string{"check", "-config", filepath.Join(dir, "nope.yaml")}, code: 1, stderr: "nope.yaml"},
 		{name: "check without -config", args: []string{"check"}, code: 2, stderr: "-config FILE is required"},

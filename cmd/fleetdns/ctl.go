@@ -26,17 +26,14 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	}
 	verb, arg := fs.Arg(0), fs.Arg(1)
 	switch verb {
-	case "stats", "cache-dump", "forwards", "reload":
+	case "stats", "cache-dump", "forwards", "reload", "bgp":
 	case "flush", "flush-zone":
 		if arg == "" {
 			fmt.Fprintf(stderr, "fleetdns ctl %s: a name is needed\n", verb)
 			return 2
 		}
-	case "bgp":
-		fmt.Fprintln(stderr, "fleetdns ctl bgp: server mode is not built yet")
-		return 2
 	default:
-		fmt.Fprintln(stderr, "usage: fleetdns ctl [-socket PATH] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload")
+		fmt.Fprintln(stderr, "usage: fleetdns ctl [-socket PATH] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload | bgp")
 		return 2
 	}
 	resp, err := ask(*socket, resolver.ControlRequest{Verb: verb, Arg: arg})
@@ -129,6 +126,38 @@ func printHuman(w io.Writer, verb string, data json.RawMessage) error {
 				}
 				fmt.Fprintf(w, "  %s %s %s srtt=%.1fms failures=%d queries=%d\n", u.Addr, proto, health, u.SRTTms, u.Fails, u.Queries)
 			}
+		}
+	case "bgp":
+		var st struct {
+			Peers []struct {
+				Address string        `json:"address"`
+				ASN     uint32        `json:"asn"`
+				State   string        `json:"state"`
+				Uptime  time.Duration `json:"uptime"`
+			} `json:"peers"`
+			Prefixes []struct {
+				Prefix, Priority, Reason string
+				Announced                bool
+				Graceful                 bool `json:"graceful_shutdown"`
+			} `json:"prefixes"`
+		}
+		if err := json.Unmarshal(data, &st); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, "peers")
+		for _, p := range st.Peers {
+			fmt.Fprintf(w, "  %s AS%d %s up %s\n", p.Address, p.ASN, p.State, p.Uptime.Round(time.Second))
+		}
+		fmt.Fprintln(w, "prefixes")
+		for _, p := range st.Prefixes {
+			state := "withdrawn"
+			if p.Announced {
+				state = "announced"
+				if p.Graceful {
+					state = "announced with GRACEFUL_SHUTDOWN"
+				}
+			}
+			fmt.Fprintf(w, "  %s %s %s (%s)\n", p.Prefix, p.Priority, state, p.Reason)
 		}
 	case "reload":
 		var m map[string]string

@@ -394,7 +394,7 @@ func TestClientSignals(t *testing.T) {
 func TestBinaryCommands(t *testing.T) {
 	bin := binary(t)
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := os.WriteFile(bad, []byte("forward:\n  - zone: .\n    upstreams: [192.0.2.1]\nbgp: {}\n"), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte("forward:\n  - zone: .\n    upstreams: [192.0.2.1]\nfailover: {}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -405,7 +405,7 @@ func TestBinaryCommands(t *testing.T) {
 	}{
 		{[]string{"version"}, 0, "fleetdns " + testVersion + "\n", ""},
 		{[]string{"check", "-config", "testdata/full.yaml"}, 0, "testdata/full.yaml: ok\n", ""},
-		{[]string{"check", "-config", bad}, 1, "", bad + ":4: bgp: not supported by this version yet\n"},
+		{[]string{"check", "-config", bad}, 1, "", bad + ":4: failover: not supported by this version yet\n"},
 		{nil, 2, "", "usage:"},
 	} {
 		t.Run(strings.Join(append([]string{"fleetdns"}, tc.args...), " "), func(t *testing.T) {

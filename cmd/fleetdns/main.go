@@ -34,6 +34,7 @@ func main() {
 
 const usage = `usage:
   fleetdns client [-config FILE]   run the caching stub (embedded defaults without -config)
+  fleetdns server -config FILE     run an anycast node: the same pipeline plus BGP
   fleetdns check -config FILE      validate a config file
   fleetdns ctl [-socket PATH] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload
   fleetdns version                 print the version
@@ -55,7 +56,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "ctl":
 		return runCtl(args[1:], stdout, stderr)
-	case "server", "install", "uninstall":
+	case "server":
+		return runServer(ctx, args[1:], stderr)
+	case "install", "uninstall":
 		fmt.Fprintf(stderr, "fleetdns %s: not built yet in this version\n", args[0])
 		return 2
 	case "-h", "-help", "--help", "help":
@@ -146,11 +149,12 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var o ops
-	rl, err := o.start(ctx, cfg, *path, srv, log)
+	rl, err := o.start(ctx, cfg, *path, srv, log, opsExtra{})
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
+	sdNotify("READY=1")
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

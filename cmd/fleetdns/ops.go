@@ -24,9 +24,15 @@ type ops struct {
 	wg sync.WaitGroup
 }
 
+// opsExtra is what server mode adds: its metrics and its ctl verbs.
+type opsExtra struct {
+	collectors []prometheus.Collector
+	verbs      map[string]func() any
+}
+
 // start binds the metrics listener (an error there is fatal: the operator asked for it) and
 // starts everything.
-func (o *ops) start(ctx context.Context, cfg config, path string, srv *resolver.Server, log *slog.Logger) (*reloader, error) {
+func (o *ops) start(ctx context.Context, cfg config, path string, srv *resolver.Server, log *slog.Logger, extra opsExtra) (*reloader, error) {
 	reg := prometheus.NewRegistry()
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fleetdns_build_info", Help: "Always 1; the labels say which build runs.",
@@ -34,6 +40,7 @@ func (o *ops) start(ctx context.Context, cfg config, path string, srv *resolver.
 	build.WithLabelValues(versionString(), runtime.Version()).Set(1)
 	reg.MustRegister(srv.Collector(), build, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(extra.collectors...)
 	rl := newReloader(path, cfg, srv, log, reg)
 
 	if cfg.Ops.MetricsListen != "" {
@@ -58,7 +65,7 @@ func (o *ops) start(ctx context.Context, cfg config, path string, srv *resolver.
 		if err := os.MkdirAll(filepath.Dir(cfg.Ops.ControlSocket), 0o755); err != nil {
 			log.Warn("no control socket", "err", err)
 		} else {
-			c := &resolver.Control{Path: cfg.Ops.ControlSocket, Server: srv, Reload: rl.reload}
+			c := &resolver.Control{Path: cfg.Ops.ControlSocket, Server: srv, Reload: rl.reload, Status: extra.verbs}
 			o.wg.Go(func() {
 				if err := c.Run(ctx); err != nil {
 					log.Warn("no control socket", "err", err)

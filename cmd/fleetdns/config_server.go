@@ -1,0 +1,233 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetdns/fleetdns/fabric"
+	"github.com/fleetdns/fleetdns/fabric/bgp"
+	"github.com/miekg/dns"
+	"go.yaml.in/yaml/v3"
+)
+
+// serverConfig is server mode's part of the config: the node's identity, its BGP speaker, the
+// health check that decides whether it announces, and how it leaves the path.
+type serverConfig struct {
+	NodeID     string
+	Datacenter string
+	BGP        bgp.Config
+	Health     fabric.HealthConfig
+	HealthName string
+	HealthType uint16
+	Controller fabric.ControllerConfig
+	present    bool // a bgp: block was given
+}
+
+func defaultServerConfig() serverConfig {
+	return serverConfig{
+		Health:     fabric.HealthConfig{Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 3, Fall: 2},
+		HealthName: "health.fleetdns.", HealthType: dns.TypeA,
+		Controller: fabric.ControllerConfig{Drain: 3 * time.Second, ShutdownGraceful: true},
+	}
+}
+
+func (p *parser) node(n *yaml.Node, s *serverConfig) {
+	p.mapping(n, "node", func(key string, k, v *yaml.Node) {
+		switch key {
+		case "node.id":
+			s.NodeID = p.str(v, key)
+			if s.NodeID == "" || len(s.NodeID) > 255 {
+				p.errorf(v, key, "must be 1 to 255 characters")
+			}
+		case "node.datacenter":
+			s.Datacenter = p.str(v, key)
+		default:
+			p.errorf(k, key, "unknown key")
+		}
+	})
+}
+
+func (p *parser) bgp(n *yaml.Node, s *serverConfig) {
+	s.present = true
+	p.mapping(n, "bgp", func(key string, k, v *yaml.Node) {
+		switch key {
+		case "bgp.asn":
+			s.BGP.ASN = p.asn(v, key)
+		case "bgp.router_id":
+			s.BGP.RouterID = p.addr(v, key)
+		case "bgp.peers":
+			s.BGP.Peers = p.peers(v)
+		case "bgp.announce":
+			s.BGP.Prefixes = p.announce(v)
+		case "bgp.secondary_local_pref":
+			s.BGP.SecondaryLocalPref = uint32(p.integer(v, key, 0))
+		case "bgp.secondary_prepend":
+			s.BGP.SecondaryPrepend = p.integer(v, key, 0)
+		case "bgp.health":
+			p.health(v, s)
+		case "bgp.shutdown":
+			p.mapping(v, key, func(key string, k, v *yaml.Node) {
+				switch key {
+				case "bgp.shutdown.mode":
+					switch m := p.str(v, key); m {
+					case "graceful":
+						s.Controller.ShutdownGraceful = true
+					case "withdraw":
+						s.Controller.ShutdownGraceful = false
+					default:
+						p.errorf(v, key, "%q is not one of graceful, withdraw", m)
+					}
+				case "bgp.shutdown.drain":
+					s.Controller.Drain = p.duration(v, key)
+				default:
+					p.errorf(k, key, "unknown key")
+				}
+			})
+		default:
+			p.errorf(k, key, "unknown key")
+		}
+	})
+}
+
+func (p *parser) health(n *yaml.Node, s *serverConfig) {
+	p.mapping(n, "bgp.health", func(key string, k, v *yaml.Node) {
+		switch key {
+		case "bgp.health.name":
+			s.HealthName = p.domain(v, key)
+		case "bgp.health.type":
+			t, ok := dns.StringToType[strings.ToUpper(p.str(v, key))]
+			if !ok {
+				p.errorf(v, key, "%q is not a record type", v.Value)
+			}
+			s.HealthType = t
+		case "bgp.health.interval":
+			s.Health.Interval = p.duration(v, key)
+		case "bgp.health.timeout":
+			s.Health.Timeout = p.duration(v, key)
+		case "bgp.health.rise":
+			s.Health.Rise = p.integer(v, key, 1)
+		case "bgp.health.fall":
+			s.Health.Fall = p.integer(v, key, 1)
+		case "bgp.health.graceful_withdraw":
+			s.Controller.GracefulWithdraw = p.duration(v, key)
+		default:
+			p.errorf(k, key, "unknown key")
+		}
+	})
+	if err := s.Health.Validate(); err != nil {
+		p.errorf(n, "bgp.health", "%v", err)
+	}
+}
+
+func (p *parser) peers(n *yaml.Node) []bgp.Peer {
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, "bgp.peers", "must be a list of peers")
+		return nil
+	}
+	var out []bgp.Peer
+	for i, item := range n.Content {
+		prefix := fmt.Sprintf("bgp.peers[%d]", i)
+		pe := bgp.Peer{HoldTime: 9 * time.Second}
+		p.mapping(item, prefix, func(key string, k, v *yaml.Node) {
+			switch strings.TrimPrefix(key, prefix+".") {
+			case "address":
+				pe.Address = p.addr(v, key)
+			case "asn":
+				pe.ASN = p.asn(v, key)
+			case "password":
+				pe.Password = p.str(v, key)
+			case "hold_time":
+				pe.HoldTime = p.duration(v, key)
+				if pe.HoldTime < 3*time.Second {
+					p.errorf(v, key, "%s is below the 3s minimum of BGP (RFC 4271)", pe.HoldTime)
+				}
+			case "multihop":
+				pe.Multihop = uint8(min(p.integer(v, key, 0), 255))
+			case "passive":
+				pe.Passive = p.boolean(v, key)
+			case "local_address":
+				pe.LocalAddress = p.addr(v, key)
+			default:
+				p.errorf(k, key, "unknown key")
+			}
+		})
+		if !pe.Address.IsValid() || pe.ASN == 0 {
+			p.errorf(item, prefix, "needs address and asn")
+		}
+		out = append(out, pe)
+	}
+	return out
+}
+
+func (p *parser) announce(n *yaml.Node) []bgp.Prefix {
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, "bgp.announce", "must be a list of prefixes")
+		return nil
+	}
+	var out []bgp.Prefix
+	for i, item := range n.Content {
+		prefix := fmt.Sprintf("bgp.announce[%d]", i)
+		var pr bgp.Prefix
+		p.mapping(item, prefix, func(key string, k, v *yaml.Node) {
+			switch strings.TrimPrefix(key, prefix+".") {
+			case "prefix":
+				s := p.str(v, key)
+				pfx, err := netip.ParsePrefix(s)
+				if err != nil || pfx != pfx.Masked() {
+					p.errorf(v, key, "%q is not a network prefix (198.51.100.53/32)", s)
+				}
+				pr.Prefix = pfx
+			case "priority":
+				switch pri := p.str(v, key); pri {
+				case "primary":
+				case "secondary":
+					pr.Secondary = true
+				default:
+					p.errorf(v, key, "%q is not one of primary, secondary", pri)
+				}
+			case "communities":
+				for _, c := range p.strList(v, key) {
+					if !isCommunity(c) {
+						p.errorf(v, key, "%q is not a community (65000:53)", c)
+					}
+					pr.Communities = append(pr.Communities, c)
+				}
+			default:
+				p.errorf(k, key, "unknown key")
+			}
+		})
+		out = append(out, pr)
+	}
+	return out
+}
+
+func (p *parser) asn(n *yaml.Node, key string) uint32 {
+	s, _ := p.scalar(n, key)
+	v, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || v == 0 {
+		p.errorf(n, key, "%q is not an AS number", s)
+	}
+	return uint32(v)
+}
+
+func (p *parser) addr(n *yaml.Node, key string) netip.Addr {
+	s, _ := p.scalar(n, key)
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		p.errorf(n, key, "%q is not an IP address", s)
+	}
+	return a
+}
+
+func isCommunity(s string) bool {
+	a, b, ok := strings.Cut(s, ":")
+	if !ok {
+		return false
+	}
+	_, err1 := strconv.ParseUint(a, 10, 16)
+	_, err2 := strconv.ParseUint(b, 10, 16)
+	return err1 == nil && err2 == nil
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fleetdns/fleetdns/fabric"
+	"github.com/fleetdns/fleetdns/fabric/bgp"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var _ fabric.Announcer = (*bgp.Speaker)(nil)
+
+// runServer runs an anycast node: the client's pipeline, answering on the anycast address,
+// plus a BGP speaker that announces the node's prefixes only while its health check passes.
+// On SIGTERM it leaves the path first (graceful shutdown community or withdraw), keeps
+// answering through the drain period, withdraws, closes the BGP sessions, and only then
+// closes the listeners.
+func runServer(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (required)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "fleetdns server: -config FILE is required")
+		return 2
+	}
+	cfg, err := loadConfig(*path)
+	if err == nil && !cfg.Server.present {
+		err = fmt.Errorf("%s: bgp: server mode needs a bgp block (and node.id)", *path)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log).With("node", cfg.Server.NodeID)
+	cfg.Resolver.QueryLog = cfg.Log.Queries
+	cfg.Resolver.NodeID = cfg.Server.NodeID
+	srv, err := build(cfg, log)
+	if err == nil {
+		err = srv.Listen()
+	}
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	speaker, err := bgp.New(cfg.Server.BGP, log.With("component", "bgp"))
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	// The listeners, the speaker and the health loop outlive the signal: they stop in order.
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	defer stopSrv()
+	served := make(chan error, 1)
+	go func() { served <- srv.Run(srvCtx) }()
+	if err := speaker.Start(srvCtx); err != nil {
+		log.Error("bgp", "err", err)
+		stopSrv()
+		<-served
+		return 1
+	}
+	ctl := fabric.NewController(cfg.Server.Controller, speaker, log.With("component", "announce"))
+	name, qtype := cfg.Server.HealthName, cfg.Server.HealthType
+	health, err := fabric.NewHealthChecker(cfg.Server.Health,
+		func(ctx context.Context) error {
+			sdNotify("WATCHDOG=1") // the loop runs: a wedged process stops kicking and is killed
+			return srv.Probe(ctx, name, qtype)
+		},
+		func(healthy bool) { ctl.SetHealthy(srvCtx, healthy) }, log.With("component", "health"))
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	healthCtx, stopHealth := context.WithCancel(srvCtx)
+	defer stopHealth()
+	healthDone := make(chan struct{})
+	go func() { health.Run(healthCtx); close(healthDone) }()
+
+	var o ops
+	rl, err := o.start(srvCtx, cfg, *path, srv, log, opsExtra{
+		collectors: fabricCollectors(speaker, ctl, health),
+		verbs:      map[string]func() any{"bgp": func() any { return bgpStatus(speaker, ctl, cfg.Server.BGP) }},
+	})
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	sdNotify("READY=1")
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				rl.reload()
+			case <-srvCtx.Done():
+				return
+			}
+		}
+	}()
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		log.Error("run", "err", err)
+		stopHealth()
+		speaker.Stop(context.Background())
+		return 1
+	}
+	log.Info("shutting down: leaving the anycast path first")
+	sdNotify("STOPPING=1")
+	stopHealth()
+	<-healthDone
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.Controller.Drain+15*time.Second)
+	defer cancel()
+	ctl.Shutdown(sctx)
+	if err := speaker.Stop(sctx); err != nil {
+		log.Warn("bgp stop", "err", err)
+	}
+	stopSrv()
+	err = <-served
+	o.wait()
+	if err != nil {
+		log.Error("run", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// bgpStatus is what `fleetdns ctl bgp` shows.
+func bgpStatus(s *bgp.Speaker, c *fabric.Controller, cfg bgp.Config) any {
+	announced, graceful, reason := c.Status()
+	var prefixes []map[string]any
+	for _, p := range cfg.Prefixes {
+		prio := "primary"
+		if p.Secondary {
+			prio = "secondary"
+		}
+		prefixes = append(prefixes, map[string]any{"prefix": p.Prefix.String(), "priority": prio,
+			"announced": announced, "graceful_shutdown": graceful, "reason": reason})
+	}
+	return map[string]any{"peers": s.Peers(), "prefixes": prefixes}
+}
+
+// fabricCollectors exposes the speaker's sessions, the announcement and the health checks.
+func fabricCollectors(s *bgp.Speaker, c *fabric.Controller, h *fabric.HealthChecker) []prometheus.Collector {
+	announced := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fleetdns_bgp_prefixes_announced", Help: "1 while the node announces its prefixes, 0 while withdrawn.",
+	}, func() float64 {
+		if a, _, _ := c.Status(); a {
+			return 1
+		}
+		return 0
+	})
+	peersUp := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fleetdns_bgp_peers_established", Help: "BGP sessions in the Established state.",
+	}, func() float64 {
+		n := 0
+		for _, p := range s.Peers() {
+			if p.State == "established" {
+				n++
+			}
+		}
+		return float64(n)
+	})
+	checks := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "fleetdns_health_checks_total", Help: "Health checks run.",
+	}, func() float64 { return float64(h.Status().Checks) })
+	failures := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "fleetdns_health_check_failures_total", Help: "Health checks that failed.",
+	}, func() float64 { return float64(h.Status().Failures) })
+	transitions := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "fleetdns_health_transitions_total", Help: "Changes between healthy and unhealthy.",
+	}, func() float64 { return float64(h.Status().Transitions) })
+	latency := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fleetdns_health_check_last_duration_seconds", Help: "How long the last health check took.",
+	}, func() float64 { return h.Status().LastLatency.Seconds() })
+	healthy := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fleetdns_healthy", Help: "1 while the health checker considers the node healthy.",
+	}, func() float64 {
+		if h.Status().Healthy {
+			return 1
+		}
+		return 0
+	})
+	return []prometheus.Collector{announced, peersUp, checks, failures, transitions, latency, healthy}
+}

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# The anycast lab: one router (BIRD 2), two fleetdns server nodes announcing 198.51.100.53/32,
+# an upstream (NSD) and a client, each in its own network namespace, wired with veth pairs.
+# Only TEST-NET addresses, only inside these namespaces.
+#
+#   sudo bash fabric/lab/lab.sh up      # build fleetdns, start everything, print how to play
+#   sudo bash fabric/lab/lab.sh status  # routes on the router, answers seen by the client
+#   sudo bash fabric/lab/lab.sh down    # stop everything (by PID) and delete the namespaces
+#
+# LAB_DIR (default /tmp/fleetdns-lab) holds configs, logs, PID files and control sockets.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LAB_DIR=${LAB_DIR:-/tmp/fleetdns-lab}
+P=${LAB_PREFIX:-fdl}            # namespace prefix, so two labs can coexist
+NS_R=$P-rtr NS_1=$P-n1 NS_2=$P-n2 NS_U=$P-up NS_C=$P-cl
+ANYCAST=198.51.100.53
+HOLD=${LAB_HOLD:-3s}
+
+x() { ip netns exec "$@"; }
+
+link() { # ns_a addr_a ns_b addr_b name
+  ip link add "$5a" type veth peer name "$5b"
+  ip link set "$5a" netns "$1"; ip link set "$5b" netns "$3"
+  x "$1" ip addr add "$2/30" dev "$5a"; x "$1" ip link set "$5a" up
+  x "$3" ip addr add "$4/30" dev "$5b"; x "$3" ip link set "$5b" up
+}
+
+start() { # ns name cmd...: run in the background, PID to $LAB_DIR/name.pid, log to name.log
+  local ns=$1 name=$2; shift 2
+  # ip netns exec execs the program, so $! is the program's own PID.
+  ip netns exec "$ns" "$@" >"$LAB_DIR/$name.log" 2>&1 &
+  echo $! >"$LAB_DIR/$name.pid"
+}
+
+node_config() { # n addr
+  cat <<C
+listen: ["$ANYCAST:53", "$2:53"]
+access_control: ["192.0.2.0/24", "127.0.0.0/8"]
+forward:
+  - {zone: ".", upstreams: ["192.0.2.14:53"]}
+cache: {size: 10000}
+control: {socket: "$LAB_DIR/n$1.sock"}
+metrics: {listen: "$2:9153"}
+node: {id: "lab-n$1", datacenter: "dc1"}
+bgp:
+  asn: 65053
+  router_id: $2
+  peers: [{address: $3, asn: 65000, local_address: $2, hold_time: $HOLD}]
+  announce:
+    - {prefix: $ANYCAST/32, priority: primary, communities: ["65000:53"]}
+  health: {name: "health.lab.test.", type: A, interval: 1s, timeout: 500ms, rise: 2, fall: 2}
+  shutdown: {mode: graceful, drain: 2s}
+C
+}
+
+up() {
+  [ "$(id -u)" -eq 0 ] || { echo "run as root"; exit 1; }
+  for b in bird birdc nsd ip go; do command -v $b >/dev/null || [ -x /usr/sbin/$b ] || { echo "missing $b (apt-get install bird2 nsd iproute2)"; exit 1; }; done
+  down quiet
+  mkdir -p "$LAB_DIR"
+  go build -o "$LAB_DIR/fleetdns" ./cmd/fleetdns
+  for ns in $NS_R $NS_1 $NS_2 $NS_U $NS_C; do ip netns add "$ns"; x "$ns" ip link set lo up; done
+  link $NS_R 192.0.2.1 $NS_1 192.0.2.2 ${P}1
+  link $NS_R 192.0.2.5 $NS_2 192.0.2.6 ${P}2
+  link $NS_R 192.0.2.9 $NS_C 192.0.2.10 ${P}c
+  link $NS_R 192.0.2.13 $NS_U 192.0.2.14 ${P}u
+  x $NS_R sysctl -qw net.ipv4.ip_forward=1
+  x $NS_R sysctl -qw net.ipv4.fib_multipath_hash_policy=1   # spread flows by ports too
+  x $NS_1 ip route add default via 192.0.2.1
+  x $NS_2 ip route add default via 192.0.2.5
+  x $NS_C ip route add default via 192.0.2.9
+  x $NS_U ip route add default via 192.0.2.13
+  x $NS_1 ip addr add $ANYCAST/32 dev lo
+  x $NS_2 ip addr add $ANYCAST/32 dev lo
+
+  # The upstream: NSD answering the lab zone, including the nodes' health name.
+  cat >"$LAB_DIR/lab.test.zone" <<Z
+\$ORIGIN lab.test.
+\$TTL 60
+@ IN SOA ns.lab.test. h.lab.test. 1 3600 900 604800 60
+@ IN NS ns
+ns IN A 192.0.2.14
+health IN A 192.0.2.99
+www IN A 203.0.113.80
+Z
+  cat >"$LAB_DIR/nsd.conf" <<C
+server:
+  ip-address: 192.0.2.14
+  port: 53
+  zonesdir: "$LAB_DIR"
+  pidfile: "$LAB_DIR/nsd.pidfile"
+  database: ""
+  zonelistfile: "$LAB_DIR/zone.list"
+  xfrdfile: "$LAB_DIR/xfrd.state"
+  username: ""
+  logfile: "$LAB_DIR/nsd.daemon.log"
+  server-count: 1
+  rrl-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: lab.test.
+  zonefile: "$LAB_DIR/lab.test.zone"
+C
+  start $NS_U nsd /usr/sbin/nsd -d -c "$LAB_DIR/nsd.conf"
+
+  # The router: eBGP with both nodes, ECMP into its kernel table, only anycast /32s accepted,
+  # GRACEFUL_SHUTDOWN (65535:0) honoured by dropping the path's preference to 0.
+  cat >"$LAB_DIR/bird.conf" <<C
+router id 192.0.2.1;
+log "$LAB_DIR/bird.daemon.log" all;
+protocol device {}
+protocol kernel { ipv4 { export all; }; merge paths on; }
+filter from_nodes {
+  if net !~ [ 198.51.100.0/24{32,32} ] then reject;
+  if (65535, 0) ~ bgp_community then bgp_local_pref = 0;
+  accept;
+}
+template bgp node {
+  local as 65000;
+  ipv4 { import filter from_nodes; export none; };
+  hold time 3; keepalive time 1; connect retry time 1;
+}
+protocol bgp n1 from node { neighbor 192.0.2.2 as 65053; source address 192.0.2.1; }
+protocol bgp n2 from node { neighbor 192.0.2.6 as 65053; source address 192.0.2.5; }
+C
+  start $NS_R bird /usr/sbin/bird -f -c "$LAB_DIR/bird.conf" -s "$LAB_DIR/bird.ctl"
+
+  node_config 1 192.0.2.2 192.0.2.1 >"$LAB_DIR/n1.yaml"
+  node_config 2 192.0.2.6 192.0.2.5 >"$LAB_DIR/n2.yaml"
+  start $NS_1 n1 "$LAB_DIR/fleetdns" server -config "$LAB_DIR/n1.yaml"
+  start $NS_2 n2 "$LAB_DIR/fleetdns" server -config "$LAB_DIR/n2.yaml"
+  [ "${1:-}" = quiet ] || cat <<H
+Lab up in $LAB_DIR. Try:
+  ip netns exec $NS_C dig @$ANYCAST www.lab.test             # answered by whichever node the router picks
+  ip netns exec $NS_C dig @$ANYCAST id.server CH TXT +nsid   # which node answered
+  birdc -s $LAB_DIR/bird.ctl show route all                  # two ECMP paths once both are healthy
+  $LAB_DIR/fleetdns ctl -socket $LAB_DIR/n1.sock bgp
+  ip netns exec $NS_U ip link set ${P}ub down               # the upstream is cut off: both nodes withdraw
+  kill \$(cat $LAB_DIR/n1.pid)                                  # planned shutdown of n1: drains, then withdraws
+  sudo bash fabric/lab/lab.sh status | down
+H
+}
+
+status() {
+  birdc -s "$LAB_DIR/bird.ctl" show route all 2>/dev/null || echo "router not running"
+  for i in 1 2 3 4; do
+    x $NS_C dig +short +time=1 +tries=1 @$ANYCAST id.server CH TXT 2>/dev/null || true
+  done
+}
+
+down() {
+  for f in "$LAB_DIR"/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f"); kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true
+  done
+  sleep 1
+  for f in "$LAB_DIR"/*.pid; do
+    [ -e "$f" ] || continue
+    kill -9 "$(cat "$f")" 2>/dev/null || true; rm -f "$f"
+  done
+  # Anything still running in the lab's namespaces was started by the lab (children, orphans).
+  for ns in $NS_R $NS_1 $NS_2 $NS_U $NS_C; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  [ "${1:-}" = quiet ] || echo "lab down"
+}
+
+case "${1:-}" in
+  up) up "${2:-}" ;;
+  status) status ;;
+  down) down ;;
+  *) echo "usage: $0 up|status|down"; exit 2 ;;
+esac
