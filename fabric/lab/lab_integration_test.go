@@ -123,6 +123,12 @@ func TestAnycastFabric(t *testing.T) {
 	d := l.waitPaths(2, 20*time.Second)
 	t.Logf("both nodes announced %s after the lab came up", d.Round(10*time.Millisecond))
 
+	out, err := exec.Command(filepath.Join(l.dir, "fleetdns"), "ctl", "-socket", filepath.Join(l.dir, "n2.sock"), "bgp").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "192.0.2.5 AS65000 established") ||
+		!strings.Contains(string(out), "198.51.100.53/32 primary announced (healthy)") {
+		t.Errorf("fleetdns ctl bgp = %v\n%s\nwant the router's session established and the prefix announced", err, out)
+	}
+
 	seen := map[string]bool{}
 	for range 30 {
 		who, err := l.whoAnswers()
