@@ -218,6 +218,7 @@ func (s *Server) dump(now time.Time) []DumpEntry {
 // ForwardStatus is one forward zone with the state of its upstreams.
 type ForwardStatus struct {
 	Zone      string           `json:"zone"`
+	Note      string           `json:"note,omitempty"` // e.g. the failover controller's state and evidence
 	Upstreams []UpstreamReport `json:"upstreams"`
 }
 
@@ -234,7 +235,7 @@ type UpstreamReport struct {
 func (s *Server) forwards(now time.Time) []ForwardStatus {
 	var out []ForwardStatus
 	for _, p := range s.Forwarder().Pools() {
-		fs := ForwardStatus{Zone: p.Zone}
+		fs := ForwardStatus{Zone: p.Zone, Note: p.Note}
 		for _, u := range p.Upstreams {
 			st := u.Status(now)
 			var n uint64

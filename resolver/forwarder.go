@@ -156,3 +156,22 @@ func (f *Forwarder) try(ctx context.Context, u *Upstream, q dns.Question, do, cd
 	}
 	return nil, exchangeError(u, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode]))
 }
+
+// AskUpstream sends one query for name/qtype straight to upstream, past the cache and the
+// policy: the failover controller's canary. It returns the answer's records as text; an rcode
+// other than NOERROR is an error.
+func (s *Server) AskUpstream(ctx context.Context, upstream netip.AddrPort, name string, qtype uint16) ([]string, error) {
+	u := &Upstream{Addr: upstream}
+	resp, err := s.Forwarder().exchange(ctx, u, dns.Question{Name: dns.Fqdn(name), Qtype: qtype, Qclass: dns.ClassINET}, false, false)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Rcode != dns.RcodeSuccess {
+		return nil, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode])
+	}
+	out := make([]string, 0, len(resp.Answer))
+	for _, rr := range resp.Answer {
+		out = append(out, rr.String())
+	}
+	return out, nil
+}

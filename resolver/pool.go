@@ -111,6 +111,7 @@ func (u *Upstream) rank(now time.Time) (down bool, srtt time.Duration) {
 type Pool struct {
 	Zone      string
 	Upstreams []*Upstream
+	Note      string // who set these upstreams, if not the config (the failover controller)
 }
 
 // order returns the upstreams in the order to try them: healthy before down, fastest first, and

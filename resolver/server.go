@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/fleetdns/fleetdns/cache"
 	"github.com/fleetdns/fleetdns/policy"
+	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,6 +83,9 @@ type Server struct {
 	cache   *cache.Cache
 	policy  atomic.Pointer[policy.Policy]
 	fwd     atomic.Pointer[Forwarder]
+	fwdMu   sync.Mutex           // serializes forwarder rebuilds
+	zones   []ZoneConfig         // the config's forward zones
+	owned   map[string]ownedZone // zones whose upstreams a controller sets
 	flights flights
 	fails   *failures
 	slots   chan struct{} // bounds goroutines off the read loop
@@ -128,6 +133,7 @@ func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Serve
 	}
 	s.policy.Store(p)
 	s.fwd.Store(fwd)
+	s.zones = cfg.Forward
 	return s, nil
 }
 
@@ -141,12 +147,50 @@ func (s *Server) Forwarder() *Forwarder { return s.fwd.Load() }
 // Upstreams that stay keep their RTT and health. It returns the zones whose upstreams changed,
 // whose cached answers the caller may want to drop.
 func (s *Server) SetForward(zones []ZoneConfig) ([]string, error) {
-	old := s.fwd.Load()
+	s.fwdMu.Lock()
+	defer s.fwdMu.Unlock()
+	s.zones = zones
+	return s.rebuild()
+}
+
+// SetUpstreams gives zone the upstreams a controller chose (the failover controller owns "."),
+// overriding the config's until the process ends; note says why, for ctl forwards. Upstreams
+// that stay keep their RTT and health.
+func (s *Server) SetUpstreams(zone string, ups []netip.AddrPort, note string) error {
+	s.fwdMu.Lock()
+	defer s.fwdMu.Unlock()
+	if s.owned == nil {
+		s.owned = map[string]ownedZone{}
+	}
+	s.owned[dns.CanonicalName(zone)] = ownedZone{ups: ups, note: note}
+	_, err := s.rebuild()
+	return err
+}
+
+type ownedZone struct {
+	ups  []netip.AddrPort
+	note string
+}
+
+// rebuild makes the forwarder from the config's zones and the owned overrides; s.fwdMu is held.
+func (s *Server) rebuild() ([]string, error) {
+	zones := slices.Clone(s.zones)
+	for name, o := range s.owned {
+		i := slices.IndexFunc(zones, func(z ZoneConfig) bool { return dns.CanonicalName(z.Zone) == name })
+		if i < 0 {
+			zones = append(zones, ZoneConfig{Zone: name, Protocol: "udp"})
+			i = len(zones) - 1
+		}
+		zones[i].Upstreams = o.ups
+	}
 	fwd, err := NewForwarder(zones, s.cfg.ResolveTimeout)
 	if err != nil {
 		return nil, err
 	}
-	changed := fwd.adopt(old)
+	for name, o := range s.owned {
+		fwd.pools[name].Note = o.note
+	}
+	changed := fwd.adopt(s.fwd.Load())
 	s.fwd.Store(fwd)
 	return changed, nil
 }

@@ -84,6 +84,20 @@ func Start(dir string, addr netip.Addr, zones ...Zone) (*Server, error) {
 
 // StartOn is Start with NSD pinned to one CPU (taskset), as benchmarks need; cpu < 0 does not pin.
 func StartOn(cpu int, dir string, addr netip.Addr, zones ...Zone) (*Server, error) {
+	port, err := FreePort(addr)
+	if err != nil {
+		return nil, err
+	}
+	return start(cpu, dir, netip.AddrPortFrom(addr, port), zones)
+}
+
+// StartAt is Start on a given port: a test that stops an upstream and brings it back there.
+func StartAt(dir string, addr netip.AddrPort, zones ...Zone) (*Server, error) {
+	return start(-1, dir, addr, zones)
+}
+
+func start(cpu int, dir string, ap netip.AddrPort, zones []Zone) (*Server, error) {
+	addr, port := ap.Addr(), ap.Port()
 	bin, err := exec.LookPath("nsd")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/nsd"); serr != nil {
@@ -93,10 +107,6 @@ func StartOn(cpu int, dir string, addr netip.Addr, zones ...Zone) (*Server, erro
 	}
 	if len(zones) == 0 {
 		return nil, errors.New("nsd: no zones")
-	}
-	port, err := FreePort(addr)
-	if err != nil {
-		return nil, err
 	}
 	confPath, err := WriteConfig(dir, netip.AddrPortFrom(addr, port), zones...)
 	if err != nil {

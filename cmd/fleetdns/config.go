@@ -26,6 +26,7 @@ type config struct {
 	Log      logConfig
 	Ops      opsConfig
 	Server   serverConfig // server mode only
+	Failover failoverConfig
 }
 
 // opsConfig is where operators reach a running process.
@@ -67,7 +68,7 @@ func defaultConfig() config {
 
 // plannedKeys are keys of the config contract that this version does not act on yet; naming
 // them is better than calling them unknown or silently ignoring them.
-var plannedKeys = map[string]bool{"failover": true}
+var plannedKeys = map[string]bool{}
 
 // loadConfig reads and checks a config file. Every error names the file, the line and the key;
 // all errors found are returned together.
@@ -110,6 +111,8 @@ func parseConfig(path string, data []byte) (config, error) {
 			cfg.Resolver.RoundRobin = p.boolean(v, key)
 		case "log":
 			p.log(v, &cfg.Log)
+		case "failover":
+			p.failover(v, &cfg.Failover)
 		case "node":
 			p.node(v, &cfg.Server)
 		case "bgp":

@@ -208,9 +208,9 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{"bad.yaml:3: log.colour: unknown key"},
 		},
 		{
-			name: "planned key",
+			name: "failover without a canary",
 			yaml: "listen: [\"127.0.0.1:5300\"]\nfailover:\n  interval: 5s\n" + okForward,
-			want: []string{"bad.yaml:2: failover: not supported by this version yet"},
+			want: []string{"bad.yaml:3: failover: the canary needs a name and a type"},
 		},
 		{
 			name: "key given twice",
@@ -342,7 +342,7 @@ func TestParseConfigErrors(t *testing.T) {
 				`bad.yaml:1: listen: "127.0.0.1" is not an IP address and port`,
 				`bad.yaml:3: cache.min_ttl: "soon" is not a duration`,
 				`bad.yaml:7: forward[0].protocol: "quic" is not one of udp, tcp`,
-				"bad.yaml:8: failover: not supported by this version yet",
+				"bad.yaml:8: failover: the canary needs a name and a type",
 			},
 		},
 		{

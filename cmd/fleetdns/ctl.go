@@ -26,14 +26,14 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	}
 	verb, arg := fs.Arg(0), fs.Arg(1)
 	switch verb {
-	case "stats", "cache-dump", "forwards", "reload", "bgp":
+	case "stats", "cache-dump", "forwards", "reload", "bgp", "failover":
 	case "flush", "flush-zone":
 		if arg == "" {
 			fmt.Fprintf(stderr, "fleetdns ctl %s: a name is needed\n", verb)
 			return 2
 		}
 	default:
-		fmt.Fprintln(stderr, "usage: fleetdns ctl [-socket PATH] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload | bgp")
+		fmt.Fprintln(stderr, "usage: fleetdns ctl [-socket PATH] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload | bgp | failover")
 		return 2
 	}
 	resp, err := ask(*socket, resolver.ControlRequest{Verb: verb, Arg: arg})
@@ -114,7 +114,11 @@ func printHuman(w io.Writer, verb string, data json.RawMessage) error {
 			return err
 		}
 		for _, z := range zones {
-			fmt.Fprintln(w, z.Zone)
+			if z.Note != "" {
+				fmt.Fprintf(w, "%s  [%s]\n", z.Zone, z.Note)
+			} else {
+				fmt.Fprintln(w, z.Zone)
+			}
 			for _, u := range z.Upstreams {
 				health := "healthy"
 				if !u.Healthy {
@@ -159,6 +163,12 @@ func printHuman(w io.Writer, verb string, data json.RawMessage) error {
 			}
 			fmt.Fprintf(w, "  %s %s %s (%s)\n", p.Prefix, p.Priority, state, p.Reason)
 		}
+	case "failover":
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "state %v since %v (%v transitions)\nevidence: %v\n", m["state"], m["since"], m["transitions"], m["evidence"])
 	case "reload":
 		var m map[string]string
 		if err := json.Unmarshal(data, &m); err != nil {

@@ -405,7 +405,7 @@ func TestBinaryCommands(t *testing.T) {
 	}{
 		{[]string{"version"}, 0, "fleetdns " + testVersion + "\n", ""},
 		{[]string{"check", "-config", "testdata/full.yaml"}, 0, "testdata/full.yaml: ok\n", ""},
-		{[]string{"check", "-config", bad}, 1, "", bad + ":4: failover: not supported by this version yet\n"},
+		{[]string{"check", "-config", bad}, 1, "", bad + ":4: failover: the canary needs a name and a type\n"},
 		{nil, 2, "", "usage:"},
 	} {
 		t.Run(strings.Join(append([]string{"fleetdns"}, tc.args...), " "), func(t *testing.T) {

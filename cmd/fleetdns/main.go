@@ -149,7 +149,12 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var o ops
-	rl, err := o.start(ctx, cfg, *path, srv, log, opsExtra{})
+	extra, err := startFailover(ctx, cfg.Failover, srv, log, &o)
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	rl, err := o.start(ctx, cfg, *path, srv, log, extra)
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1

@@ -86,10 +86,15 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	go func() { health.Run(healthCtx); close(healthDone) }()
 
 	var o ops
-	rl, err := o.start(srvCtx, cfg, *path, srv, log, opsExtra{
+	extra, err := startFailover(srvCtx, cfg.Failover, srv, log, &o)
+	if err != nil {
+		log.Error("start", "err", err)
+		return 1
+	}
+	rl, err := o.start(srvCtx, cfg, *path, srv, log, extra.merge(opsExtra{
 		collectors: fabricCollectors(speaker, ctl, health),
 		verbs:      map[string]func() any{"bgp": func() any { return bgpStatus(speaker, ctl, cfg.Server.BGP) }},
-	})
+	}))
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1

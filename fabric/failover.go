@@ -1,0 +1,228 @@
+package fabric
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// FailoverConfig is the datacenter failover of the root zone: the canary resolved through each
+// local and each remote recursor decides whether "." uses the local recursors only or the
+// remote ones too.
+type FailoverConfig struct {
+	Interval time.Duration
+	Timeout  time.Duration // for one canary query (default: interval/2, at most 2s)
+	Name     string        // the canary name, e.g. canary.example.net.
+	Type     uint16
+	Expect   string // an address (or any rdata text) the answer must contain; "" accepts any answer
+	Local    []netip.AddrPort
+	Remote   []netip.AddrPort
+	Fall     int // consecutive failed rounds before failing over (default 2)
+	Rise     int // consecutive good rounds before failing back (default 2)
+}
+
+// Validate reports a config NewFailover would reject.
+func (c FailoverConfig) Validate() error {
+	switch {
+	case c.Interval <= 0:
+		return errors.New("failover: interval must be positive")
+	case c.Name == "" || c.Type == 0:
+		return errors.New("failover: the canary needs a name and a type")
+	case len(c.Local) == 0 || len(c.Remote) == 0:
+		return errors.New("failover: local and remote recursors are needed")
+	case c.Fall < 0 || c.Rise < 0:
+		return errors.New("failover: rise and fall must not be negative")
+	}
+	return nil
+}
+
+// Prober asks one recursor directly, bypassing the cache, and returns the answer's records as
+// text.
+type Prober interface {
+	Probe(ctx context.Context, upstream netip.AddrPort, name string, qtype uint16) ([]string, error)
+}
+
+// UpstreamSetter replaces the upstreams of a forward zone; note says why, for ctl forwards.
+type UpstreamSetter interface {
+	SetUpstreams(zone string, upstreams []netip.AddrPort, note string) error
+}
+
+// FailoverState is where the root zone's traffic goes.
+type FailoverState int
+
+const (
+	LocalOnly  FailoverState = iota // local recursors healthy: "." uses them only
+	FailedOver                      // local failing, remote healthy: remote added, local kept
+	BothFailed                      // both failing: everything kept, serve-stale carries clients
+)
+
+func (s FailoverState) String() string {
+	return [...]string{"local", "failed-over", "both-failing"}[s]
+}
+
+// FailoverStatus is a snapshot for ctl and metrics.
+type FailoverStatus struct {
+	State       FailoverState
+	Since       time.Time
+	Transitions uint64
+	Evidence    string // the last round's canary results
+}
+
+// Failover runs the canary checks and moves the root zone between the states, with hysteresis:
+// Fall bad rounds of the local recursors fail over, Rise good rounds fail back.
+type Failover struct {
+	cfg    FailoverConfig
+	prober Prober
+	setter UpstreamSetter
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	status   FailoverStatus
+	badLocal int // consecutive rounds with no local recursor passing
+	goodLoc  int // consecutive rounds with a local recursor passing
+}
+
+// NewFailover builds the controller; Run applies the initial (local) state.
+func NewFailover(cfg FailoverConfig, p Prober, s UpstreamSetter, log *slog.Logger) (*Failover, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Fall == 0 {
+		cfg.Fall = 2
+	}
+	if cfg.Rise == 0 {
+		cfg.Rise = 2
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = min(cfg.Interval/2, 2*time.Second)
+	}
+	return &Failover{cfg: cfg, prober: p, setter: s, log: log}, nil
+}
+
+// Status returns a snapshot.
+func (f *Failover) Status() FailoverStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.status
+}
+
+// Run checks every interval until ctx ends.
+func (f *Failover) Run(ctx context.Context) error {
+	f.mu.Lock()
+	f.status = FailoverStatus{State: LocalOnly, Since: time.Now()}
+	f.mu.Unlock()
+	if err := f.apply(LocalOnly, "start"); err != nil {
+		return err
+	}
+	t := time.NewTicker(f.cfg.Interval)
+	defer t.Stop()
+	for {
+		f.round(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// round asks every recursor for the canary at once and decides.
+func (f *Failover) round(ctx context.Context) {
+	local, remote, evidence := f.canaries(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status.Evidence = evidence
+	if local {
+		f.goodLoc, f.badLocal = f.goodLoc+1, 0
+	} else {
+		f.badLocal, f.goodLoc = f.badLocal+1, 0
+	}
+	next := f.status.State
+	switch {
+	case local && f.goodLoc >= f.cfg.Rise:
+		next = LocalOnly
+	case !local && f.badLocal >= f.cfg.Fall && remote:
+		next = FailedOver
+	case !local && f.badLocal >= f.cfg.Fall:
+		next = BothFailed
+	}
+	if next == f.status.State {
+		return
+	}
+	if err := f.apply(next, evidence); err != nil {
+		f.log.Error("failover: cannot change the root zone's upstreams", "err", err)
+		return
+	}
+	f.log.Warn("failover", "from", f.status.State.String(), "to", next.String(), "evidence", evidence)
+	f.status.State, f.status.Since = next, time.Now()
+	f.status.Transitions++
+}
+
+func (f *Failover) apply(s FailoverState, evidence string) error {
+	ups := f.cfg.Local
+	if s != LocalOnly {
+		ups = append(slices.Clone(f.cfg.Local), f.cfg.Remote...)
+	}
+	return f.setter.SetUpstreams(".", ups, fmt.Sprintf("failover: %s (%s)", s, evidence))
+}
+
+// canaries reports whether any local and any remote recursor answered the canary correctly,
+// and what each one did.
+func (f *Failover) canaries(ctx context.Context) (local, remote bool, evidence string) {
+	type result struct {
+		addr   netip.AddrPort
+		remote bool
+		err    error
+	}
+	all := append(slices.Clone(f.cfg.Local), f.cfg.Remote...)
+	results := make(chan result, len(all))
+	for i, a := range all {
+		go func() {
+			cctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+			defer cancel()
+			answers, err := f.prober.Probe(cctx, a, f.cfg.Name, f.cfg.Type)
+			if err == nil && f.cfg.Expect != "" && !containsText(answers, f.cfg.Expect) {
+				err = fmt.Errorf("answer %v lacks %s", answers, f.cfg.Expect)
+			}
+			results <- result{a, i >= len(f.cfg.Local), err}
+		}()
+	}
+	var parts []string
+	for range all {
+		r := <-results
+		side := "local"
+		if r.remote {
+			side = "remote"
+		}
+		if r.err == nil {
+			parts = append(parts, fmt.Sprintf("%s %s ok", side, r.addr))
+			if r.remote {
+				remote = true
+			} else {
+				local = true
+			}
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %s failed: %v", side, r.addr, r.err))
+		}
+	}
+	slices.Sort(parts)
+	return local, remote, strings.Join(parts, "; ")
+}
+
+func containsText(answers []string, want string) bool {
+	for _, a := range answers {
+		if strings.Contains(a, want) {
+			return true
+		}
+	}
+	return false
+}
