@@ -8,13 +8,18 @@
 #   sudo bash fabric/lab/lab.sh down    # stop everything (by PID) and delete the namespaces
 #
 # LAB_DIR (default /tmp/fleetdns-lab) holds configs, logs, PID files and control sockets.
+# LAB_DCS=2 adds a second datacenter's recursor (NSD at 192.0.2.18) and turns on the nodes'
+# datacenter failover: cut dc1's recursor off and watch the nodes fail over to dc2 and back.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LAB_DIR=${LAB_DIR:-/tmp/fleetdns-lab}
 P=${LAB_PREFIX:-fdl}            # namespace prefix, so two labs can coexist
-NS_R=$P-rtr NS_1=$P-n1 NS_2=$P-n2 NS_U=$P-up NS_C=$P-cl
+NS_R=$P-rtr NS_1=$P-n1 NS_2=$P-n2 NS_U=$P-up NS_C=$P-cl NS_U2=$P-up2
+DCS=${LAB_DCS:-1}
 ANYCAST=198.51.100.53
 HOLD=${LAB_HOLD:-3s}
+HEALTH_FALL=2
+[ "${LAB_DCS:-1}" = 2 ] && HEALTH_FALL=4   # let the failover (about 1s) act before the health check withdraws
 
 x() { ip netns exec "$@"; }
 
@@ -48,8 +53,40 @@ bgp:
   peers: [{address: $3, asn: 65000, local_address: $2, hold_time: $HOLD}]
   announce:
     - {prefix: $ANYCAST/32, priority: primary, communities: ["65000:53"]}
-  health: {name: "health.lab.test.", type: A, interval: 1s, timeout: 500ms, rise: 2, fall: 2}
+  health: {name: "health.lab.test.", type: A, interval: 1s, timeout: 500ms, rise: 2, fall: $HEALTH_FALL}
   shutdown: {mode: graceful, drain: 2s}
+C
+  if [ "$DCS" = 2 ]; then
+    cat <<C
+failover:
+  interval: 500ms
+  timeout: 300ms
+  canary: {name: canary.lab.test., type: A, expect: 192.0.2.99}
+  local: ["192.0.2.14:53"]
+  remote: ["192.0.2.18:53"]
+C
+  fi
+}
+
+nsd_config() { # addr name
+  cat <<C
+server:
+  ip-address: $1
+  port: 53
+  zonesdir: "$LAB_DIR"
+  pidfile: "$LAB_DIR/$2.pidfile"
+  database: ""
+  zonelistfile: "$LAB_DIR/$2.zone.list"
+  xfrdfile: "$LAB_DIR/$2.xfrd.state"
+  username: ""
+  logfile: "$LAB_DIR/$2.daemon.log"
+  server-count: 1
+  rrl-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: lab.test.
+  zonefile: "$LAB_DIR/lab.test.zone"
 C
 }
 
@@ -59,11 +96,17 @@ up() {
   down quiet
   mkdir -p "$LAB_DIR"
   go build -o "$LAB_DIR/fleetdns" ./cmd/fleetdns
-  for ns in $NS_R $NS_1 $NS_2 $NS_U $NS_C; do ip netns add "$ns"; x "$ns" ip link set lo up; done
+  local all="$NS_R $NS_1 $NS_2 $NS_U $NS_C"
+  [ "$DCS" = 2 ] && all="$all $NS_U2"
+  for ns in $all; do ip netns add "$ns"; x "$ns" ip link set lo up; done
   link $NS_R 192.0.2.1 $NS_1 192.0.2.2 ${P}1
   link $NS_R 192.0.2.5 $NS_2 192.0.2.6 ${P}2
   link $NS_R 192.0.2.9 $NS_C 192.0.2.10 ${P}c
   link $NS_R 192.0.2.13 $NS_U 192.0.2.14 ${P}u
+  if [ "$DCS" = 2 ]; then
+    link $NS_R 192.0.2.17 $NS_U2 192.0.2.18 ${P}v
+    x $NS_U2 ip route add default via 192.0.2.17
+  fi
   x $NS_R sysctl -qw net.ipv4.ip_forward=1
   x $NS_R sysctl -qw net.ipv4.fib_multipath_hash_policy=1   # spread flows by ports too
   x $NS_1 ip route add default via 192.0.2.1
@@ -81,28 +124,16 @@ up() {
 @ IN NS ns
 ns IN A 192.0.2.14
 health IN A 192.0.2.99
+canary IN A 192.0.2.99
 www IN A 203.0.113.80
+* IN A 203.0.113.81
 Z
-  cat >"$LAB_DIR/nsd.conf" <<C
-server:
-  ip-address: 192.0.2.14
-  port: 53
-  zonesdir: "$LAB_DIR"
-  pidfile: "$LAB_DIR/nsd.pidfile"
-  database: ""
-  zonelistfile: "$LAB_DIR/zone.list"
-  xfrdfile: "$LAB_DIR/xfrd.state"
-  username: ""
-  logfile: "$LAB_DIR/nsd.daemon.log"
-  server-count: 1
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: lab.test.
-  zonefile: "$LAB_DIR/lab.test.zone"
-C
+  nsd_config 192.0.2.14 nsd >"$LAB_DIR/nsd.conf"
   start $NS_U nsd /usr/sbin/nsd -d -c "$LAB_DIR/nsd.conf"
+  if [ "$DCS" = 2 ]; then
+    nsd_config 192.0.2.18 nsd2 >"$LAB_DIR/nsd2.conf"
+    start $NS_U2 nsd2 /usr/sbin/nsd -d -c "$LAB_DIR/nsd2.conf"
+  fi
 
   # The router: eBGP with both nodes, ECMP into its kernel table, only anycast /32s accepted,
   # GRACEFUL_SHUTDOWN (65535:0) honoured by dropping the path's preference to 0.
@@ -136,7 +167,8 @@ Lab up in $LAB_DIR. Try:
   ip netns exec $NS_C dig @$ANYCAST id.server CH TXT +nsid   # which node answered
   birdc -s $LAB_DIR/bird.ctl show route all                  # two ECMP paths once both are healthy
   $LAB_DIR/fleetdns ctl -socket $LAB_DIR/n1.sock bgp
-  ip netns exec $NS_U ip link set ${P}ub down               # the upstream is cut off: both nodes withdraw
+  ip netns exec $NS_R ip link set ${P}ua down               # dc1's recursor cut off: with LAB_DCS=2 the
+  $LAB_DIR/fleetdns ctl -socket $LAB_DIR/n1.sock failover   #   nodes fail over to dc2; else they withdraw
   kill \$(cat $LAB_DIR/n1.pid)                                  # planned shutdown of n1: drains, then withdraws
   sudo bash fabric/lab/lab.sh status | down
 H
@@ -160,7 +192,7 @@ down() {
     kill -9 "$(cat "$f")" 2>/dev/null || true; rm -f "$f"
   done
   # Anything still running in the lab's namespaces was started by the lab (children, orphans).
-  for ns in $NS_R $NS_1 $NS_2 $NS_U $NS_C; do
+  for ns in $NS_R $NS_1 $NS_2 $NS_U $NS_C $NS_U2; do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done

@@ -22,6 +22,7 @@ type lab struct {
 	t      *testing.T
 	dir    string
 	prefix string
+	env    []string
 }
 
 func need(t *testing.T) {
@@ -46,9 +47,9 @@ func need(t *testing.T) {
 	t.Skipf("missing %v", missing)
 }
 
-func startLab(t *testing.T) *lab {
+func startLab(t *testing.T, env ...string) *lab {
 	need(t)
-	l := &lab{t: t, dir: t.TempDir(), prefix: fmt.Sprintf("fdt%d", os.Getpid()%10000)}
+	l := &lab{t: t, dir: t.TempDir(), prefix: fmt.Sprintf("fdt%d", os.Getpid()%10000), env: env}
 	t.Cleanup(func() {
 		if out, err := l.script("down"); err != nil {
 			t.Errorf("lab down: %v\n%s", err, out)
@@ -63,6 +64,7 @@ func startLab(t *testing.T) *lab {
 func (l *lab) script(args ...string) (string, error) {
 	cmd := exec.Command("bash", append([]string{"lab.sh"}, args...)...)
 	cmd.Env = append(os.Environ(), "LAB_DIR="+l.dir, "LAB_PREFIX="+l.prefix, "PATH="+os.Getenv("PATH")+":/usr/sbin:/usr/local/go/bin")
+	cmd.Env = append(cmd.Env, l.env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -221,4 +223,58 @@ func TestAnycastFabric(t *testing.T) {
 	if d > 4*time.Second {
 		t.Errorf("frozen node kept its route %s, want at most the 3s hold time plus a second", d)
 	}
+}
+
+// ctl runs fleetdns ctl against node n ("n1", "n2").
+func (l *lab) ctl(n string, args ...string) string {
+	out, _ := exec.Command(filepath.Join(l.dir, "fleetdns"), append([]string{"ctl", "-socket", filepath.Join(l.dir, n+".sock")}, args...)...).CombinedOutput()
+	return string(out)
+}
+
+// TestTwoDatacenters cuts dc1's recursor off the lab: both nodes fail over to dc2's recursor,
+// stay announced and keep answering names only a recursor can resolve, then fail back.
+func TestTwoDatacenters(t *testing.T) {
+	l := startLab(t, "LAB_DCS=2")
+	l.waitPaths(2, 20*time.Second)
+	for _, n := range []string{"n1", "n2"} {
+		if out := l.ctl(n, "failover"); !strings.Contains(out, "state local") {
+			t.Fatalf("%s: ctl failover = %q, want state local", n, out)
+		}
+	}
+	link := l.prefix + "ua"
+	if out, err := exec.Command("ip", "netns", "exec", l.ns("rtr"), "ip", "link", "set", link, "down").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	start := time.Now()
+	for _, n := range []string{"n1", "n2"} {
+		for !strings.Contains(l.ctl(n, "failover"), "state failed-over") {
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("%s did not fail over: %s", n, l.ctl(n, "failover"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("dc1's recursor cut off: both nodes failed over to dc2 after %s", time.Since(start).Round(10*time.Millisecond))
+	if f := l.ctl("n1", "forwards"); !strings.Contains(f, "192.0.2.18:53") || !strings.Contains(f, "failed-over") {
+		t.Errorf("ctl forwards = %q, want dc2's recursor in the root zone and the failover state", f)
+	}
+	for i := range 10 {
+		out, err := exec.Command("ip", "netns", "exec", l.ns("cl"), "dig", "+short", "+time=2", "+tries=1",
+			"@198.51.100.53", fmt.Sprintf("new%d.lab.test", i), "A").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "203.0.113.81" {
+			t.Errorf("query %d during the outage: %q %v, want 203.0.113.81 from dc2", i, out, err)
+		}
+	}
+	if n := len(l.paths()); n != 2 {
+		t.Errorf("router has %d paths during dc1's outage, want both nodes still announced", n)
+	}
+	exec.Command("ip", "netns", "exec", l.ns("rtr"), "ip", "link", "set", link, "up").Run()
+	start = time.Now()
+	for !strings.Contains(l.ctl("n1", "failover"), "state local") {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("n1 did not fail back: %s", l.ctl("n1", "failover"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("dc1's recursor back: failed back after %s", time.Since(start).Round(10*time.Millisecond))
 }
