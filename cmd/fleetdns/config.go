@@ -229,14 +229,9 @@ func (p *parser) cache(n *yaml.Node, c *cache.Config, r *resolver.Config) {
 }
 
 func (p *parser) forward(n *yaml.Node) []resolver.ZoneConfig {
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, "forward", "must be a list of zones")
-		return nil
-	}
 	var zones []resolver.ZoneConfig
 	seen := map[string]bool{}
-	for i, item := range n.Content {
-		prefix := fmt.Sprintf("forward[%d]", i)
+	p.entries(n, "forward", "zones", func(prefix string, item *yaml.Node) {
 		var z resolver.ZoneConfig
 		var hasZone, hasUpstreams bool
 		p.mapping(item, prefix, func(key string, k, v *yaml.Node) {
@@ -278,7 +273,7 @@ func (p *parser) forward(n *yaml.Node) []resolver.ZoneConfig {
 			p.errorf(item, prefix+".upstreams", "missing: at least one upstream is needed")
 		}
 		zones = append(zones, z)
-	}
+	})
 	return zones
 }
 
@@ -314,6 +309,18 @@ type parser struct {
 
 func (p *parser) errorf(n *yaml.Node, key, format string, args ...any) {
 	p.errs = append(p.errs, fmt.Errorf("%s:%d: %s: %s", p.file, n.Line, key, fmt.Sprintf(format, args...)))
+}
+
+// entries walks a list of mappings (forward, local_zones, bgp.peers, bgp.announce), calling fn
+// with each item and its path ("forward[1]"), under which its keys are reported.
+func (p *parser) entries(n *yaml.Node, key, what string, fn func(path string, item *yaml.Node)) {
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, key, "must be a list of %s", what)
+		return
+	}
+	for i, item := range n.Content {
+		fn(fmt.Sprintf("%s[%d]", key, i), item)
+	}
 }
 
 // mapping calls fn for each key of a mapping node with the key's dotted path.

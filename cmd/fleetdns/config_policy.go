@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
@@ -16,13 +15,8 @@ import (
 var zoneTypes = []string{"static", "transparent", "typetransparent", "redirect", "refuse", "always_nxdomain"}
 
 func (p *parser) localZones(n *yaml.Node) []policy.LocalZone {
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, "local_zones", "must be a list of zones")
-		return nil
-	}
 	var zones []policy.LocalZone
-	for i, item := range n.Content {
-		prefix := fmt.Sprintf("local_zones[%d]", i)
+	p.entries(n, "local_zones", "zones", func(prefix string, item *yaml.Node) {
 		var z policy.LocalZone
 		p.mapping(item, prefix, func(key string, k, v *yaml.Node) {
 			switch strings.TrimPrefix(key, prefix+".") {
@@ -41,7 +35,7 @@ func (p *parser) localZones(n *yaml.Node) []policy.LocalZone {
 			p.errorf(item, prefix, "needs zone and type")
 		}
 		zones = append(zones, z)
-	}
+	})
 	return zones
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -123,13 +122,8 @@ func (p *parser) health(n *yaml.Node, s *serverConfig) {
 }
 
 func (p *parser) peers(n *yaml.Node) []bgp.Peer {
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, "bgp.peers", "must be a list of peers")
-		return nil
-	}
 	var out []bgp.Peer
-	for i, item := range n.Content {
-		prefix := fmt.Sprintf("bgp.peers[%d]", i)
+	p.entries(n, "bgp.peers", "peers", func(prefix string, item *yaml.Node) {
 		pe := bgp.Peer{HoldTime: 9 * time.Second}
 		p.mapping(item, prefix, func(key string, k, v *yaml.Node) {
 			switch strings.TrimPrefix(key, prefix+".") {
@@ -158,18 +152,13 @@ func (p *parser) peers(n *yaml.Node) []bgp.Peer {
 			p.errorf(item, prefix, "needs address and asn")
 		}
 		out = append(out, pe)
-	}
+	})
 	return out
 }
 
 func (p *parser) announce(n *yaml.Node) []bgp.Prefix {
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, "bgp.announce", "must be a list of prefixes")
-		return nil
-	}
 	var out []bgp.Prefix
-	for i, item := range n.Content {
-		prefix := fmt.Sprintf("bgp.announce[%d]", i)
+	p.entries(n, "bgp.announce", "prefixes", func(prefix string, item *yaml.Node) {
 		var pr bgp.Prefix
 		p.mapping(item, prefix, func(key string, k, v *yaml.Node) {
 			switch strings.TrimPrefix(key, prefix+".") {
@@ -200,7 +189,7 @@ func (p *parser) announce(n *yaml.Node) []bgp.Prefix {
 			}
 		})
 		out = append(out, pr)
-	}
+	})
 	return out
 }
 
