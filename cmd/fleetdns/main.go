@@ -160,19 +160,7 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	sdNotify("READY=1")
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	o.wg.Go(func() {
-		for {
-			select {
-			case <-hup:
-				rl.reload()
-			case <-ctx.Done():
-				return
-			}
-		}
-	})
+	o.reloadOnSIGHUP(ctx, rl)
 	err = srv.Run(ctx)
 	cancel()
 	o.wait()

@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fleetdns/fleetdns/resolver"
@@ -84,3 +86,20 @@ func (o *ops) start(ctx context.Context, cfg config, path string, srv *resolver.
 }
 
 func (o *ops) wait() { o.wg.Wait() }
+
+// reloadOnSIGHUP reloads the config on every SIGHUP until ctx ends.
+func (o *ops) reloadOnSIGHUP(ctx context.Context, rl *reloader) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	o.wg.Go(func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-hup:
+				rl.reload()
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+}

@@ -5,9 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/fleetdns/fleetdns/fabric"
@@ -100,19 +97,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	sdNotify("READY=1")
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-hup:
-				rl.reload()
-			case <-srvCtx.Done():
-				return
-			}
-		}
-	}()
+	o.reloadOnSIGHUP(srvCtx, rl)
 
 	select {
 	case <-ctx.Done():
