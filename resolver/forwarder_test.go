@@ -175,10 +175,12 @@ func TestServeStale(t *testing.T) {
 }
 
 func TestPrefetch(t *testing.T) {
-	up := startFault(t, "192.0.2.12", 2)
+	up := startFault(t, "192.0.2.12", 4)
 	s := startServer(t, Config{Forward: forwardTo(up)}, testCacheConfig())
 	ask(t, s, "udp", "pre.example.test", dns.TypeA)
-	time.Sleep(1850 * time.Millisecond) // into the last 10% of the 2s TTL
+	// Just into the last 10% of the 4s TTL (3.6s to 4s): a sleep only ever runs late, so start
+	// early in the window and leave the rest of it as margin for a loaded machine.
+	time.Sleep(3620 * time.Millisecond)
 	r := ask(t, s, "udp", "pre.example.test", dns.TypeA)
 	if firstA(r) != "192.0.2.12" {
 		t.Fatalf("answer %q, want the cached 192.0.2.12", firstA(r))
