@@ -277,17 +277,16 @@ func isExecutable(p string) bool {
 
 // lab is one router namespace running BIRD, wired to the test's namespace by a veth pair.
 type lab struct {
-	tools         toolPaths
-	ns            string
-	sock          string
-	log           string
-	asnA          uint32
-	withV6        bool
-	spk4, rtrA    netip.Addr
-	spk4b, rtrB   netip.Addr // BIRD 2.0 runs one session per neighbor address at a time
-	spk6, rtrC    netip.Addr
-	birdOut       *bytes.Buffer
-	speakerLogger *slog.Logger
+	tools       toolPaths
+	ns          string
+	sock        string
+	log         string
+	asnA        uint32
+	withV6      bool
+	spk4, rtrA  netip.Addr
+	spk4b, rtrB netip.Addr // BIRD 2.0 runs one session per neighbor address at a time
+	spk6, rtrC  netip.Addr
+	birdOut     *bytes.Buffer
 }
 
 func newLab(t *testing.T, tools toolPaths, idx int, asnA uint32, withV6 bool) *lab {

@@ -194,8 +194,8 @@ func TestAnycastFabric(t *testing.T) {
 		t.Errorf("the router never saw n1's route with GRACEFUL_SHUTDOWN (65535:0) before the withdrawal")
 	}
 	t.Logf("SIGTERM: GRACEFUL_SHUTDOWN seen at the router after %s", time.Since(start).Round(10*time.Millisecond))
-	d = l.waitPaths(1, 10*time.Second)
-	t.Logf("SIGTERM: n1 withdrawn after %s (drain 2s)", (time.Since(start)).Round(10*time.Millisecond))
+	l.waitPaths(1, 10*time.Second)
+	t.Logf("SIGTERM: n1 withdrawn after %s (drain 2s)", time.Since(start).Round(10*time.Millisecond))
 	if err := <-results; err != nil {
 		t.Error(err)
 	}
