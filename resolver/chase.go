@@ -18,7 +18,6 @@ const maxChase = 8
 // follow the CNAME in one answer, since a stub's clients expect the chain resolved.
 func (s *Server) chase(ctx context.Context, q *query, v policy.Verdict, tcp bool) ([]byte, source) {
 	s.Stats.Policy[v.Reason].Add(1)
-	s.Stats.Local.Add(1)
 	p := s.policy.Load()
 	m, target := v.Msg, v.Target
 	src := policySource(v.Reason)
@@ -62,7 +61,6 @@ func (s *Server) chase(ctx context.Context, q *query, v policy.Verdict, tcp bool
 }
 
 func (s *Server) servfail(q *query, tcp bool) ([]byte, source) {
-	s.Stats.Servfail.Add(1)
 	return s.respond(nil, q, tcp, dns.RcodeServerFailure, nil, time.Now()), srcServfail
 }
 

@@ -147,9 +147,10 @@ func (s *Server) Snapshot() map[string]any {
 		}
 	}
 	return map[string]any{
-		"queries": st.Queries.Load(), "cache_hits": st.Hits.Load(), "cache_misses": st.Misses.Load(),
-		"prefetches": st.Prefetches.Load(), "stale_answers": st.Stale.Load(), "local_answers": st.Local.Load(),
-		"refused": st.Refused.Load(), "servfail": st.Servfail.Load(), "formerr": st.Formerr.Load(),
+		"queries": st.Queries.Load(), "cache_hits": st.Hits(), "cache_misses": st.Misses.Load(),
+		"prefetches": st.Prefetches.Load(), "stale_answers": st.answered(srcStale),
+		"local_answers": st.answered(srcLocal, srcSynth), "refused": st.answered(srcRefused),
+		"servfail": st.answered(srcServfail), "formerr": st.Formerr.Load(),
 		"dropped": st.Dropped.Load(), "cache_entries": s.cache.Len(), "cache_evictions": s.cache.Evictions(),
 		"inflight": len(s.slots), "policy": pol, "answers": answers,
 	}

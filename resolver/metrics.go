@@ -165,10 +165,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for r := policy.Reason(1); r < policy.NumReasons; r++ {
 		counter(descPolicy, st.Policy[r].Load(), r.String())
 	}
-	counter(descHits, st.Hits.Load())
+	counter(descHits, st.Hits())
 	counter(descMisses, st.Misses.Load())
 	counter(descPrefetches, st.Prefetches.Load())
-	counter(descStale, st.Stale.Load())
+	counter(descStale, st.answered(srcStale))
 	gauge(descEntries, float64(s.cache.Len()))
 	counter(descEvictions, s.cache.Evictions())
 	gauge(descInflight, float64(len(s.slots)))

@@ -76,7 +76,7 @@ func TestAgainstNSD(t *testing.T) {
 			}
 		})
 	}
-	if hits := s.Stats.Hits.Load(); hits != 5 {
+	if hits := s.Stats.Hits(); hits != 5 {
 		t.Errorf("cache hits = %d, want 5 (each second query)", hits)
 	}
 }

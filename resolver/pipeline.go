@@ -78,7 +78,6 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	s.Stats.Queries.Add(1)
 	p := s.policy.Load()
 	if !p.Allowed(from.Addr()) {
-		s.Stats.Refused.Add(1)
 		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
 	if q.edns && q.version != 0 {
@@ -95,11 +94,9 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	pq := q.policyQuestion()
 	switch v := p.Decide(&pq); v.Action {
 	case policy.Answer:
-		s.Stats.Local.Add(1)
 		s.Stats.Policy[v.Reason].Add(1)
 		return s.respond(dst, &q, tcp, v.Msg.Rcode, v.Msg, now), policySource(v.Reason)
 	case policy.Refuse:
-		s.Stats.Refused.Add(1)
 		s.Stats.Policy[v.Reason].Add(1)
 		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	case policy.Chase:
@@ -109,13 +106,10 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	e, st := s.cache.Get(&cq, now)
 	src := srcCache
 	switch st {
-	case cache.Fresh:
-		s.Stats.Hits.Add(1)
 	case cache.Prefetch:
-		s.Stats.Hits.Add(1)
 		s.prefetch(&q)
 		src = srcPrefetch
-	default:
+	case cache.Stale, cache.Miss:
 		return nil, srcMiss
 	}
 	r := s.reply(&q, tcp)
@@ -179,7 +173,6 @@ func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source
 	e, st := s.cache.Get(&cq, now)
 	switch st {
 	case cache.Fresh, cache.Prefetch: // another query filled it meanwhile
-		s.Stats.Hits.Add(1)
 		return e.AppendAnswer(nil, &r, now), srcCache
 	case cache.Stale:
 	default:
@@ -223,11 +216,9 @@ func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source
 	case <-ctx.Done():
 	}
 	if e != nil {
-		s.Stats.Stale.Add(1)
 		r.Stale = true
 		return e.AppendAnswer(nil, &r, time.Now()), srcStale
 	}
-	s.Stats.Servfail.Add(1)
 	return s.respond(nil, &q, tcp, dns.RcodeServerFailure, nil, time.Now()), srcServfail
 }
 

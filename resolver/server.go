@@ -67,9 +67,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Stats counts what the pipeline did; the metrics issue exposes them.
+// Stats counts what the pipeline did. Counts by where answers came from (hits, stale, local,
+// refused, servfail) are derived from Answers, so each reply pays for one increment, not two.
 type Stats struct {
-	Queries, Hits, Misses, Prefetches, Stale, Local, Refused, Formerr, Dropped, Servfail atomic.Uint64
+	Queries, Misses, Prefetches, Formerr, Dropped atomic.Uint64
 
 	Policy   [policy.NumReasons]atomic.Uint64 // decisions by the rule that made them
 	Requests [numTypeSlots][16]atomic.Uint64  // replies by query type and rcode
@@ -139,6 +140,18 @@ func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Serve
 
 // SetPolicy swaps the policy; queries already running keep the one they started with.
 func (s *Server) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
+
+// answered sums the replies from the given sources.
+func (st *Stats) answered(srcs ...source) uint64 {
+	var n uint64
+	for _, src := range srcs {
+		n += st.Answers[src].Load()
+	}
+	return n
+}
+
+// Hits counts answers from fresh cache entries (those that started a prefetch included).
+func (st *Stats) Hits() uint64 { return st.answered(srcCache, srcPrefetch) }
 
 // Forwarder gives access to the upstream pools, for status.
 func (s *Server) Forwarder() *Forwarder { return s.fwd.Load() }
