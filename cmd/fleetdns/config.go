@@ -73,22 +73,34 @@ var plannedKeys = map[string]bool{}
 // loadConfig reads and checks a config file. Every error names the file, the line and the key;
 // all errors found are returned together.
 func loadConfig(path string) (config, error) {
+	cfg, _, err := loadConfigPolicy(path)
+	return cfg, err
+}
+
+// loadConfigPolicy is loadConfig that also returns the policy it built to check the zone
+// files, so that starting or reloading does not read them twice.
+func loadConfigPolicy(path string) (config, *policy.Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return config{}, err
+		return config{}, nil, err
 	}
-	return parseConfig(path, data)
+	return parse(path, data)
 }
 
 func parseConfig(path string, data []byte) (config, error) {
+	cfg, _, err := parse(path, data)
+	return cfg, err
+}
+
+func parse(path string, data []byte) (config, *policy.Policy, error) {
 	cfg := defaultConfig()
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return cfg, fmt.Errorf("%s: %w", path, err)
+		return cfg, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	p := &parser{file: path}
 	if len(root.Content) == 0 {
-		return cfg, fmt.Errorf("%s: empty config", path)
+		return cfg, nil, fmt.Errorf("%s: empty config", path)
 	}
 	p.mapping(root.Content[0], "", func(key string, k, v *yaml.Node) {
 		switch key {
@@ -166,12 +178,12 @@ func parseConfig(path string, data []byte) (config, error) {
 		}
 	})
 	if len(p.errs) > 0 {
-		return cfg, errors.Join(p.errs...)
+		return cfg, nil, errors.Join(p.errs...)
 	}
 	if len(cfg.Resolver.Forward) == 0 {
 		fwd, err := resolvConfForward(resolvConfPath, cfg.Resolver.Listen)
 		if err != nil {
-			return cfg, fmt.Errorf("%s: forward: none given, and %w", path, err)
+			return cfg, nil, fmt.Errorf("%s: forward: none given, and %w", path, err)
 		}
 		cfg.Resolver.Forward = fwd
 	}
@@ -191,11 +203,13 @@ func parseConfig(path string, data []byte) (config, error) {
 	}
 	if len(p.errs) == 0 {
 		// Building the policy reads local_data_files: their errors name the zone file and line.
-		if _, err := policy.New(cfg.Policy); err != nil {
-			p.errs = append(p.errs, fmt.Errorf("%s: %w", path, err))
+		pol, err := policy.New(cfg.Policy)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("%s: %w", path, err)
 		}
+		return cfg, pol, nil
 	}
-	return cfg, errors.Join(p.errs...)
+	return cfg, nil, errors.Join(p.errs...)
 }
 
 func (p *parser) cache(n *yaml.Node, c *cache.Config, r *resolver.Config) {

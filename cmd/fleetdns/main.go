@@ -116,8 +116,9 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	cfg := defaultConfig()
 	var err error
+	var pol *policy.Policy // nil on embedded defaults: build makes it
 	if *path != "" {
-		cfg, err = loadConfig(*path)
+		cfg, pol, err = loadConfigPolicy(*path)
 	} else {
 		cfg.Resolver.Forward, err = resolvConfForward(resolvConfPath, cfg.Resolver.Listen)
 	}
@@ -137,7 +138,7 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 		defer stopProfile()
 	}
-	srv, err := build(cfg, log)
+	srv, err := build(cfg, pol, log)
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
@@ -172,15 +173,17 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
-// build wires the packages of the query pipeline from a config.
-func build(cfg config, log *slog.Logger) (*resolver.Server, error) {
+// build wires the packages of the query pipeline from a config; p is the policy that loading
+// the config built, or nil to build it here.
+func build(cfg config, p *policy.Policy, log *slog.Logger) (*resolver.Server, error) {
 	c, err := cache.New(cfg.Cache)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	p, err := policy.New(cfg.Policy)
-	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+	if p == nil {
+		if p, err = policy.New(cfg.Policy); err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
 	}
 	srv, err := resolver.New(cfg.Resolver, c, p, log)
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fleetdns/fleetdns/cache"
-	"github.com/fleetdns/fleetdns/policy"
 	"github.com/fleetdns/fleetdns/resolver"
 	"github.com/fsnotify/fsnotify"
 	"github.com/miekg/dns"
@@ -51,19 +50,16 @@ func (r *reloader) reload() (string, error) {
 	if r.path == "" {
 		return "", fmt.Errorf("running on embedded defaults: no config file to reload")
 	}
-	cfg, err := loadConfig(r.path) // builds the policy once to check the zone files
+	cfg, p, err := loadConfigPolicy(r.path) // checked completely, zone files included
 	if err == nil {
-		var p *policy.Policy
-		if p, err = policy.New(cfg.Policy); err == nil {
-			var changed []string
-			if changed, err = r.srv.SetForward(cfg.Resolver.Forward); err == nil {
-				r.srv.SetPolicy(p)
-				summary := r.apply(cfg, changed)
-				r.current = cfg
-				r.reloads.WithLabelValues("success").Inc()
-				r.log.Info("config reloaded", "file", r.path, "changes", summary)
-				return summary, nil
-			}
+		var changed []string
+		if changed, err = r.srv.SetForward(cfg.Resolver.Forward); err == nil {
+			r.srv.SetPolicy(p)
+			summary := r.apply(cfg, changed)
+			r.current = cfg
+			r.reloads.WithLabelValues("success").Inc()
+			r.log.Info("config reloaded", "file", r.path, "changes", summary)
+			return summary, nil
 		}
 	}
 	r.reloads.WithLabelValues("failure").Inc()

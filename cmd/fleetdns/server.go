@@ -30,7 +30,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fleetdns server: -config FILE is required")
 		return 2
 	}
-	cfg, err := loadConfig(*path)
+	cfg, pol, err := loadConfigPolicy(*path)
 	if err == nil && !cfg.Server.present {
 		err = fmt.Errorf("%s: bgp: server mode needs a bgp block (and node.id)", *path)
 	}
@@ -41,7 +41,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	log := newLogger(stderr, cfg.Log).With("node", cfg.Server.NodeID)
 	cfg.Resolver.QueryLog = cfg.Log.Queries
 	cfg.Resolver.NodeID = cfg.Server.NodeID
-	srv, err := build(cfg, log)
+	srv, err := build(cfg, pol, log)
 	if err == nil {
 		err = srv.Listen()
 	}
