@@ -21,7 +21,8 @@ var errTruncated = errors.New("truncated response")
 // again when exchangeUDP returns.
 var udpBufs = sync.Pool{New: func() any { b := make([]byte, 65535); return &b }}
 
-// exchange asks one upstream once. Over UDP it uses a fresh socket, so a fresh random source
+// exchange asks one upstream once, for the failover controller's canary; queries from clients
+// go through resolveUDP, which retransmits. Over UDP it uses a fresh socket, so a fresh random source
 // port, and a random ID, and accepts only a response from the upstream's address and port (the
 // socket is connected) with the same ID and question (RFC 5452); anything else is ignored and
 // counted. A truncated UDP answer is retried over TCP.
@@ -124,12 +125,15 @@ func (f *Forwarder) match(m *dns.Msg, b []byte) (*dns.Msg, bool) {
 		f.mismatched.Add(1)
 		return nil, false
 	}
-	got, want := resp.Question[0], m.Question[0]
-	if got.Qtype != want.Qtype || got.Qclass != want.Qclass || !strings.EqualFold(got.Name, want.Name) {
+	if !sameQuestion(resp.Question[0], m.Question[0]) {
 		f.mismatched.Add(1)
 		return nil, false
 	}
 	return resp, true
+}
+
+func sameQuestion(got, want dns.Question) bool {
+	return got.Qtype == want.Qtype && got.Qclass == want.Qclass && strings.EqualFold(got.Name, want.Name)
 }
 
 // exchangeError names the upstream an error came from.

@@ -14,12 +14,18 @@ type flights struct {
 	m  map[string]*flight
 }
 
-// flight is one resolution in progress; done closes when entry or err is set.
+// flight is one resolution in progress; done closes when entry or err is set, slow when its
+// first packet went unanswered for the upstream's RTO (lost, most likely, or the upstream is
+// slow today): a client that holds a stale answer gets it then rather than wait on.
 type flight struct {
-	done  chan struct{}
-	entry *cache.Entry
-	err   error
+	done     chan struct{}
+	slow     chan struct{}
+	slowOnce sync.Once
+	entry    *cache.Entry
+	err      error
 }
+
+func (f *flight) markSlow() { f.slowOnce.Do(func() { close(f.slow) }) }
 
 // join returns the flight for key and whether the caller started it (and so must run it and
 // call finish).
@@ -29,7 +35,7 @@ func (fs *flights) join(key string) (*flight, bool) {
 	if f, ok := fs.m[key]; ok {
 		return f, false
 	}
-	f := &flight{done: make(chan struct{})}
+	f := &flight{done: make(chan struct{}), slow: make(chan struct{})}
 	fs.m[key] = f
 	return f, true
 }

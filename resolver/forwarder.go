@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sort"
@@ -50,7 +51,9 @@ type Forwarder struct {
 	zones    []string         // sorted, for listing
 	deadline time.Duration
 
-	mismatched atomic.Uint64 // responses ignored because ID, question or source did not match
+	mismatched   atomic.Uint64 // responses ignored because ID, question or source did not match
+	retransmits  atomic.Uint64 // packets sent again after a query's timer ran out
+	budgetDenied atomic.Uint64 // retransmissions not sent because the pool's budget was spent
 }
 
 // ErrNoZone means no forward zone covers the name.
@@ -67,7 +70,8 @@ func NewForwarder(zones []ZoneConfig, deadline time.Duration) (*Forwarder, error
 		if _, dup := f.pools[name]; dup {
 			return nil, fmt.Errorf("zone %q is listed twice", z.Zone)
 		}
-		p := &Pool{Zone: name}
+		p := &Pool{Zone: name, tcp: z.Protocol == "tcp"}
+		p.budget.init()
 		for _, a := range z.Upstreams {
 			p.Upstreams = append(p.Upstreams, &Upstream{Addr: a, TCP: z.Protocol == "tcp"})
 		}
@@ -87,6 +91,11 @@ func (f *Forwarder) Pools() []*Pool {
 	return out
 }
 
+// Retransmits counts packets sent again after a query's timer ran out; BudgetDenied the ones
+// not sent because the pool's retransmission budget was spent.
+func (f *Forwarder) Retransmits() uint64  { return f.retransmits.Load() }
+func (f *Forwarder) BudgetDenied() uint64 { return f.budgetDenied.Load() }
+
 // Mismatched counts responses ignored as not matching their query (RFC 5452).
 func (f *Forwarder) Mismatched() uint64 { return f.mismatched.Load() }
 
@@ -101,60 +110,96 @@ func (f *Forwarder) pool(name string) *Pool {
 	return f.pools["."]
 }
 
-// Resolve asks the zone's upstreams for q: the best one first, then the others in order, until
-// one answers with something other than SERVFAIL or REFUSED or the deadline passes.
+// Resolve asks the zone's upstreams for q until one answers with something other than SERVFAIL
+// or REFUSED, or the deadline passes: over UDP with retransmissions on the query's own timer
+// (resolveUDP), over TCP one upstream after the other.
 func (f *Forwarder) Resolve(ctx context.Context, q dns.Question, do, cd bool) (*dns.Msg, error) {
+	return f.resolve(ctx, q, do, cd, nil)
+}
+
+// resolve is Resolve with slow called when the first packet goes unanswered for its RTO.
+func (f *Forwarder) resolve(ctx context.Context, q dns.Question, do, cd bool, slow func()) (*dns.Msg, error) {
 	p := f.pool(q.Name)
 	if p == nil {
 		return nil, ErrNoZone
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.deadline)
 	defer cancel()
-	var lastErr error
-	for round := 0; round < 3; round++ {
-		for _, u := range p.order(time.Now()) {
-			if ctx.Err() != nil {
-				return nil, errors.Join(lastErr, ctx.Err())
-			}
-			resp, err := f.try(ctx, u, q, do, cd)
-			if err == nil {
-				scrub(resp, p.Zone)
-				return resp, nil
-			}
-			lastErr = err
-		}
+	var resp *dns.Msg
+	var err error
+	if p.tcp {
+		resp, err = f.resolveTCP(ctx, p, q, do, cd)
+	} else {
+		resp, err = f.resolveUDP(ctx, p, q, do, cd, slow)
 	}
-	return nil, lastErr
+	if err != nil {
+		return nil, err
+	}
+	scrub(resp, p.Zone)
+	return resp, nil
 }
 
-// try asks u within its retransmission timeout and records the outcome.
-func (f *Forwarder) try(ctx context.Context, u *Upstream, q dns.Question, do, cd bool) (*dns.Msg, error) {
+// resolveTCP asks the upstreams in turn over TCP, which retransmits by itself: each gets a few
+// of its RTOs (at least tcpMinWait) before the next is asked.
+func (f *Forwarder) resolveTCP(ctx context.Context, p *Pool, q dns.Question, do, cd bool) (*dns.Msg, error) {
+	live, probes := p.plan(time.Now())
+	if len(live) == 0 {
+		return nil, ErrUpstreamsDown
+	}
+	order := append(probes, live...)
+	var lastErr error
+	for i := 0; ctx.Err() == nil; i++ {
+		if i == len(order) {
+			if lastErr != nil && !isTimeout(lastErr) {
+				return nil, lastErr // every upstream answered, with SERVFAIL or REFUSED
+			}
+			i = 0
+		}
+		resp, err := f.tryTCP(ctx, order[i], q, do, cd)
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = err
+	}
+	return nil, errors.Join(lastErr, ctx.Err())
+}
+
+const tcpMinWait = 200 * time.Millisecond
+
+func (f *Forwarder) tryTCP(ctx context.Context, u *Upstream, q dns.Question, do, cd bool) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.Id = uint16(rand.Uint32())
+	m.RecursionDesired = true
+	m.CheckingDisabled = cd
+	m.Question = []dns.Question{q}
+	m.SetEdns0(1232, do)
 	start := time.Now()
-	actx, cancel := context.WithTimeout(ctx, u.rto())
-	resp, err := f.exchange(actx, u, q, do, cd)
+	actx, cancel := context.WithTimeout(ctx, max(3*u.rto(), tcpMinWait))
+	resp, err := f.exchangeTCP(actx, u, m)
 	cancel()
-	rtt := time.Since(start)
+	now := time.Now()
+	rtt := now.Sub(start)
 	if err != nil {
-		u.failed(time.Now(), rtt)
+		u.unanswered(now, start)
 		r := resultError
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		if isTimeout(err) {
 			r = resultTimeout
 		}
 		u.record(r, rtt)
 		return nil, exchangeError(u, err)
 	}
-	u.answered(rtt)
-	switch resp.Rcode {
-	case dns.RcodeServerFailure:
-		u.record(resultServfail, rtt)
-	case dns.RcodeRefused:
-		u.record(resultRefused, rtt)
-	default:
-		u.record(resultOK, rtt)
-		return resp, nil
+	u.answered(now, rtt)
+	if resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
+		u.record(resultFor(resp.Rcode), rtt)
+		return nil, &RcodeError{Rcode: resp.Rcode, Last: exchangeError(u, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode]))}
 	}
-	return nil, exchangeError(u, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode]))
+	u.record(resultOK, rtt)
+	return resp, nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
 }
 
 // AskUpstream sends one query for name/qtype straight to upstream, past the cache and the

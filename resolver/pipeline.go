@@ -182,50 +182,62 @@ func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source
 	p := q.pending()
 	key := p.key
 
-	var f *flight
-	switch {
-	case e != nil && !e.ClaimRetry(now, s.cfg.StaleRetry):
-		// A refresh of this stale answer ran moments ago; join it if it still runs.
-		f = s.flights.active(key)
-	case s.fails.failing(key, now):
-		// Resolution failed moments ago (RFC 9520): do not ask again yet.
-	default:
-		f = s.startFlight(p, e == nil)
-	}
-	var done <-chan struct{}
-	if f != nil {
-		done = f.done
-	}
-	var timer <-chan time.Time
 	if e != nil {
+		// A stale answer waits only for a refresh this query starts, and only while that
+		// refresh goes as usual: when a refresh already runs, ran moments ago (and so failed),
+		// or its first packet goes unanswered, the stale answer goes out at once (RFC 8767
+		// allows any client timer up to stale_client_timeout).
+		if !e.ClaimRetry(now, s.cfg.StaleRetry) || s.fails.failing(key, now) {
+			return s.stale(e, &r)
+		}
+		f, leader := s.flights.join(key)
+		if !leader {
+			return s.stale(e, &r)
+		}
+		s.runFlight(p, f, false)
 		t := time.NewTimer(s.cfg.StaleClientTimeout)
 		defer t.Stop()
-		timer = t.C
-		if f == nil {
-			timer = closedTimer
+		select {
+		case <-f.done:
+			if f.err == nil {
+				return f.entry.AppendAnswer(nil, &r, time.Now()), srcUpstream
+			}
+		case <-f.slow:
+		case <-t.C:
+		case <-ctx.Done():
 		}
-	} else if f == nil {
-		done = closedDone
+		return s.stale(e, &r)
 	}
+	if s.fails.failing(key, now) {
+		// Resolution failed moments ago (RFC 9520): do not ask again yet.
+		return s.servfailFor(&q, tcp, nil)
+	}
+	f := s.startFlight(p, true)
 	select {
-	case <-done:
-		if f != nil && f.err == nil {
-			return f.entry.AppendAnswer(nil, &r, time.Now()), srcUpstream
-		}
-	case <-timer:
+	case <-f.done:
 	case <-ctx.Done():
 	}
-	if e != nil {
-		r.Stale = true
-		return e.AppendAnswer(nil, &r, time.Now()), srcStale
+	if f.err == nil && f.entry != nil {
+		return f.entry.AppendAnswer(nil, &r, time.Now()), srcUpstream
 	}
-	return s.respond(nil, &q, tcp, dns.RcodeServerFailure, nil, time.Now()), srcServfail
+	return s.servfailFor(&q, tcp, f.err)
 }
 
-var (
-	closedDone  = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-	closedTimer = func() chan time.Time { c := make(chan time.Time); close(c); return c }()
-)
+// stale answers with an expired entry, marked as such (EDE 3).
+func (s *Server) stale(e *cache.Entry, r *cache.Reply) ([]byte, source) {
+	r.Stale = true
+	return e.AppendAnswer(nil, r, time.Now()), srcStale
+}
+
+// servfailFor answers a failed resolution: SERVFAIL, or REFUSED when every upstream asked
+// refused (their word is passed on, not turned into a failure of ours).
+func (s *Server) servfailFor(q *query, tcp bool, err error) ([]byte, source) {
+	var re *RcodeError
+	if errors.As(err, &re) && re.Rcode == dns.RcodeRefused {
+		return s.respond(nil, q, tcp, dns.RcodeRefused, nil, time.Now()), srcRefused
+	}
+	return s.respond(nil, q, tcp, dns.RcodeServerFailure, nil, time.Now()), srcServfail
+}
 
 // prefetch refreshes an answer in the last 10% of its TTL in the background (unbound's rule).
 func (s *Server) prefetch(q *query) {
@@ -252,11 +264,16 @@ func (q *query) pending() pending {
 // less to grow. A caller that may stop waiting (a stale answer's timer, a prefetch) does not.
 func (s *Server) startFlight(p pending, inline bool) *flight {
 	f, leader := s.flights.join(p.key)
-	if !leader {
-		return f
+	if leader {
+		s.runFlight(p, f, inline)
 	}
+	return f
+}
+
+// runFlight runs the resolution of flight f, which the caller leads.
+func (s *Server) runFlight(p pending, f *flight, inline bool) {
 	run := func() {
-		resp, err := s.Forwarder().Resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD)
+		resp, err := s.Forwarder().resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD, f.markSlow)
 		var e *cache.Entry
 		now := time.Now()
 		if err == nil {
@@ -280,7 +297,6 @@ func (s *Server) startFlight(p pending, inline bool) *flight {
 	} else if !s.offLoop(run) {
 		s.flights.finish(p.key, f, nil, errors.New("too many queries in flight"))
 	}
-	return f
 }
 
 func flightKey(q *cache.Question) string {

@@ -10,18 +10,21 @@ import (
 	"time"
 )
 
-// RTT rules, after unbound's infra cache: an upstream never asked is tried as if fast, so every
-// upstream gets measured; timeouts back off; a few consecutive failures mark it down for a while,
-// and down upstreams are still tried, last.
+// Retransmission rules. The estimate of an upstream's path (srtt, rttvar, RFC 6298) is made from
+// answers only, each matched to the one send it answers, so a sample is never ambiguous (Karn)
+// and a loss never inflates the estimate that every other query uses. Loss is handled by the
+// query's own timer instead: it starts at the upstream's RTO and backs off per retransmission
+// of that query alone. An upstream is marked down only when it has been silent for a while
+// despite being asked, so loss on a busy path never takes it out.
 const (
-	minRTO         = 50 * time.Millisecond
-	maxRTO         = 1500 * time.Millisecond
-	unknownRTO     = 376 * time.Millisecond // unbound's UNKNOWN_SERVER_NICENESS
-	downAfter      = 3                      // consecutive failures
-	downFor        = 2 * time.Second        // first down period; doubles per further failure
-	maxDownFor     = 60 * time.Second
-	exploreOneIn   = 20 // on average one query in 20 goes to an upstream other than the fastest
-	srttNeverTried = time.Duration(0)
+	minRTO       = 20 * time.Millisecond
+	maxRTO       = 4 * time.Second        // an upstream measured slower than this is waited for this long
+	unknownRTO   = 376 * time.Millisecond // never answered yet: unbound's UNKNOWN_SERVER_NICENESS
+	downAfter    = 3                      // consecutive unanswered sends...
+	downQuiet    = time.Second            // ...and no answer for this long: down
+	firstProbe   = time.Second            // a down upstream is probed after this, then less often
+	maxProbe     = 4 * time.Second
+	exploreOneIn = 20 // on average one query in 20 goes first to a live upstream other than the fastest
 )
 
 // Upstream is one server in a forward zone's pool.
@@ -33,12 +36,16 @@ type Upstream struct {
 	rtt     [13]atomic.Uint64 // answers by RTT bucket (rttBuckets, then above the last)
 	rttSum  atomic.Int64      // nanoseconds
 
-	mu        sync.Mutex
-	srtt      time.Duration
-	rttvar    time.Duration
-	samples   int
-	fails     int
-	downUntil time.Time
+	mu          sync.Mutex
+	srtt        time.Duration
+	rttvar      time.Duration
+	samples     int
+	fails       int       // sends unanswered since the last answer
+	silentSince time.Time // when the first of those was sent
+	lastAnswer  time.Time
+	down        bool
+	probeAt     time.Time     // while down: when the next probe may go
+	probeEvery  time.Duration // while down: the interval after that
 }
 
 // UpstreamStatus is a snapshot of an upstream's health, for ctl and metrics.
@@ -50,13 +57,13 @@ type UpstreamStatus struct {
 }
 
 // Status returns a snapshot.
-func (u *Upstream) Status(now time.Time) UpstreamStatus {
+func (u *Upstream) Status(time.Time) UpstreamStatus {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return UpstreamStatus{Addr: u.Addr, SRTT: u.srtt, Healthy: !now.Before(u.downUntil), Fails: u.fails}
+	return UpstreamStatus{Addr: u.Addr, SRTT: u.srtt, Healthy: !u.down, Fails: u.fails}
 }
 
-// rto is how long to wait for this upstream before trying the next.
+// rto is how long a first send to this upstream waits before the query retransmits.
 func (u *Upstream) rto() time.Duration {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -66,8 +73,8 @@ func (u *Upstream) rto() time.Duration {
 	return min(maxRTO, max(minRTO, u.srtt+4*u.rttvar))
 }
 
-// answered records a response and its round-trip time (RFC 6298 smoothing).
-func (u *Upstream) answered(rtt time.Duration) {
+// answered records an answer to one send and that send's round-trip time (RFC 6298 smoothing).
+func (u *Upstream) answered(now time.Time, rtt time.Duration) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.samples == 0 {
@@ -82,29 +89,52 @@ func (u *Upstream) answered(rtt time.Duration) {
 	}
 	u.samples++
 	u.fails = 0
-	u.downUntil = time.Time{}
+	u.lastAnswer = now
+	u.down = false
+	u.probeEvery = 0
 }
 
-// failed records a timeout or a broken exchange.
-func (u *Upstream) failed(now time.Time, waited time.Duration) {
+// unanswered records a packet sent at sentAt that got no answer while its query waited. It
+// leaves the RTT estimate alone; it marks the upstream down when it has stayed silent for
+// downQuiet since the first packet it left unanswered.
+func (u *Upstream) unanswered(now, sentAt time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.srtt = min(maxRTO, max(u.srtt*2, waited))
-	u.samples = max(u.samples, 1)
+	if u.fails == 0 || sentAt.Before(u.silentSince) {
+		u.silentSince = sentAt
+	}
 	u.fails++
-	if u.fails >= downAfter {
-		d := downFor << min(u.fails-downAfter, 5)
-		u.downUntil = now.Add(min(d, maxDownFor))
+	quietSince := u.silentSince
+	if u.lastAnswer.After(quietSince) {
+		quietSince = u.lastAnswer // an answer to a later packet broke the silence
+	}
+	if !u.down && u.fails >= downAfter && now.Sub(quietSince) >= downQuiet {
+		u.down = true
+		u.probeEvery = firstProbe
+		u.probeAt = now.Add(firstProbe)
 	}
 }
 
-func (u *Upstream) rank(now time.Time) (down bool, srtt time.Duration) {
+// state tells how a query may use u now: live, or down; a down upstream whose probe is due is
+// claimed for this query (probe=true), so that one query probes it and the rest do not wait.
+// rank orders live upstreams: the measured RTT; never asked ranks first, so that it gets
+// measured; asked but never answered ranks as unbound ranks an unknown server.
+func (u *Upstream) state(now time.Time) (down, probe bool, rank time.Duration) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.samples == 0 {
-		return false, srttNeverTried
+	rank = u.srtt
+	if u.samples == 0 && u.fails > 0 {
+		rank = unknownRTO
 	}
-	return now.Before(u.downUntil), u.srtt
+	if !u.down {
+		return false, false, rank
+	}
+	if now.Before(u.probeAt) {
+		return true, false, rank
+	}
+	u.probeAt = now.Add(u.probeEvery)
+	u.probeEvery = min(2*u.probeEvery, maxProbe)
+	return true, true, rank
 }
 
 // Pool is a forward zone's upstreams.
@@ -112,39 +142,73 @@ type Pool struct {
 	Zone      string
 	Upstreams []*Upstream
 	Note      string // who set these upstreams, if not the config (the failover controller)
+
+	tcp    bool   // protocol: tcp
+	budget budget // retransmissions, earned by answers
 }
 
-// order returns the upstreams in the order to try them: healthy before down, fastest first, and
-// now and then another one first so that a recovered or faster upstream is noticed.
-func (p *Pool) order(now time.Time) []*Upstream {
+// plan returns the upstreams a query may use, in the order to use them: the live ones fastest
+// first (now and then another live one first, so a recovered or faster upstream is noticed),
+// and the down ones whose probe this query carries. With no live upstream the probes become the
+// path; with neither, the query fails at once.
+func (p *Pool) plan(now time.Time) (live, probes []*Upstream) {
 	type ranked struct {
 		u    *Upstream
-		down bool
 		srtt time.Duration
 	}
-	rs := make([]ranked, len(p.Upstreams))
-	for i, u := range p.Upstreams {
-		down, srtt := u.rank(now)
-		rs[i] = ranked{u, down, srtt}
-	}
-	slices.SortStableFunc(rs, func(a, b ranked) int {
-		if a.down != b.down {
-			if a.down {
-				return 1
-			}
-			return -1
+	rs := make([]ranked, 0, len(p.Upstreams))
+	for _, u := range p.Upstreams {
+		down, probe, srtt := u.state(now)
+		switch {
+		case !down:
+			rs = append(rs, ranked{u, srtt})
+		case probe:
+			probes = append(probes, u)
 		}
-		return int(a.srtt - b.srtt)
-	})
-	out := make([]*Upstream, len(rs))
+	}
+	slices.SortStableFunc(rs, func(a, b ranked) int { return int(a.srtt - b.srtt) })
+	live = make([]*Upstream, len(rs))
 	for i, r := range rs {
-		out[i] = r.u
+		live[i] = r.u
 	}
-	if len(out) > 1 && rand.IntN(exploreOneIn) == 0 {
-		i := 1 + rand.IntN(len(out)-1)
-		out[0], out[i] = out[i], out[0]
+	if len(live) > 1 && rand.IntN(exploreOneIn) == 0 {
+		i := 1 + rand.IntN(len(live)-1)
+		live[0], live[i] = live[i], live[0]
 	}
-	return out
+	if len(live) == 0 {
+		return probes, nil
+	}
+	return live, probes
+}
+
+// budget bounds retransmissions for a pool: each costs a token, each answer earns two, up to a
+// cap. Loss on a working path earns its own retransmissions; a dead or very slow pool gets only
+// the cap's worth, so retries never multiply the load on an upstream that is already failing.
+type budget struct{ tokens atomic.Int64 }
+
+const (
+	budgetCap       = 200
+	budgetPerAnswer = 2
+)
+
+func (b *budget) init() { b.tokens.Store(budgetCap) }
+
+func (b *budget) earn() {
+	if b.tokens.Add(budgetPerAnswer) > budgetCap {
+		b.tokens.Store(budgetCap) // a race here only loses or keeps a token or two
+	}
+}
+
+func (b *budget) spend() bool {
+	for {
+		t := b.tokens.Load()
+		if t <= 0 {
+			return false
+		}
+		if b.tokens.CompareAndSwap(t, t-1) {
+			return true
+		}
+	}
 }
 
 // record counts one try's result and, when it was answered, its RTT.

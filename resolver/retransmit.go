@@ -1,0 +1,308 @@
+package resolver
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+const (
+	// maxSends bounds the packets one query sends over UDP, retransmissions and probes included.
+	maxSends = 20
+	// copiesPerRetransmit: after a timeout, which on a path that answers other queries is most
+	// likely a lost packet, the query sends two copies (to two upstreams where there are two),
+	// so one more loss does not cost another timer: a hedge that only costs while loss lasts.
+	copiesPerRetransmit = 2
+)
+
+var (
+	// ErrUpstreamsDown means every upstream of the zone is marked down and none is due for a
+	// probe: the query fails at once instead of waiting for a timeout it knows will come.
+	ErrUpstreamsDown = errors.New("every upstream of the zone is down")
+	longAgo          = time.Unix(1, 0)
+)
+
+// RcodeError is a resolution that ended because every upstream asked answered with Rcode
+// (SERVFAIL or REFUSED).
+type RcodeError struct {
+	Rcode int
+	Last  error
+}
+
+func (e *RcodeError) Error() string { return e.Last.Error() }
+func (e *RcodeError) Unwrap() error { return e.Last }
+
+// sent is one packet of a query: to whom, with which ID, when.
+type sent struct {
+	u        *Upstream
+	id       uint16
+	at       time.Time
+	answered bool
+}
+
+// udpQuery is one resolution over UDP. It sends from one socket of its own, unconnected, so
+// one random source port (from the kernel) for all its packets, each packet with its own random
+// ID. An answer is accepted only from an address and port the query sent to, with the ID of a
+// packet sent there, and the question asked (RFC 5452). Every packet stays answerable until the
+// query ends, so a retransmission never throws away an answer that was merely late, and since
+// each answer belongs to exactly one packet its RTT is exact.
+type udpQuery struct {
+	f    *Forwarder
+	p    *Pool
+	q    dns.Question
+	do   bool
+	cd   bool
+	conn *net.UDPConn
+	wire []byte // the packed query; bytes 0-1 are each packet's ID
+	sent []sent
+	bad  []*Upstream // answered SERVFAIL or REFUSED
+}
+
+// resolveUDP asks the pool's upstreams for q over UDP. The first packet goes to the best live
+// upstream (and, in parallel, to any down upstream whose probe is due); when the query's timer
+// runs out it sends again, to the next upstreams in turn, with the timer backed off for this
+// query only. slow, if set, is called once when the first timer runs out: a client holding a
+// stale answer need not wait longer.
+func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do, cd bool, slow func()) (*dns.Msg, error) {
+	live, probes := p.plan(time.Now())
+	if len(live) == 0 {
+		return nil, ErrUpstreamsDown
+	}
+	m := new(dns.Msg)
+	m.RecursionDesired = true
+	m.CheckingDisabled = cd
+	m.Question = []dns.Question{q}
+	m.SetEdns0(1232, do)
+	wire, err := m.Pack()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := listenUDP(append(live, probes...))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(longAgo) })
+	defer stop()
+
+	uq := &udpQuery{f: f, p: p, q: q, do: do, cd: cd, conn: conn, wire: wire,
+		sent: make([]sent, 0, maxSends)}
+	defer uq.finish()
+	uq.send(live[0])
+	for _, u := range probes {
+		uq.send(u)
+	}
+	deadline, _ := ctx.Deadline()
+	wait := live[0].rto()
+	next := time.Now().Add(wait)
+	turn := 1 // live[turn % len] gets the next retransmission
+	var lastErr error
+
+	bp := udpBufs.Get().(*[]byte)
+	defer udpBufs.Put(bp)
+	buf := *bp
+	for {
+		if len(uq.sent) >= maxSends || (!deadline.IsZero() && next.After(deadline)) {
+			next = deadline // nothing more to send: wait for what was sent
+		}
+		conn.SetReadDeadline(next)
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		now := time.Now()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, errors.Join(lastErr, ctx.Err())
+			}
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				return nil, errors.Join(lastErr, err)
+			}
+			if !deadline.IsZero() && !now.Before(deadline) {
+				return nil, errors.Join(lastErr, context.DeadlineExceeded)
+			}
+			if slow != nil {
+				slow()
+				slow = nil
+			}
+			for range copiesPerRetransmit {
+				u := uq.nextLive(live, &turn)
+				if u == nil || len(uq.sent) >= maxSends {
+					break
+				}
+				if !p.budget.spend() {
+					f.budgetDenied.Add(1)
+					break
+				}
+				f.retransmits.Add(1)
+				uq.send(u)
+			}
+			wait = wait * 3 / 2
+			next = now.Add(min(wait, maxRTO))
+			continue
+		}
+		s, resp := uq.match(from, buf[:n])
+		if s == nil {
+			continue
+		}
+		s.answered = true
+		rtt := now.Sub(s.at)
+		s.u.answered(now, rtt)
+		p.budget.earn()
+		if resp.Truncated {
+			s.u.record(resultOK, rtt)
+			m.Id = uint16(rand.Uint32())
+			tresp, err := f.exchangeTCP(ctx, s.u, m)
+			if err == nil {
+				return tresp, nil
+			}
+			lastErr = exchangeError(s.u, err)
+			uq.bad = append(uq.bad, s.u)
+		} else if resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
+			s.u.record(resultFor(resp.Rcode), rtt)
+			lastErr = &RcodeError{Rcode: resp.Rcode, Last: exchangeError(s.u, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode]))}
+			uq.bad = append(uq.bad, s.u)
+		} else {
+			s.u.record(resultOK, rtt)
+			return resp, nil
+		}
+		// That upstream will not help: ask the next one now, without waiting for the timer.
+		u := uq.nextLive(live, &turn)
+		if u == nil {
+			if !uq.waiting() {
+				return nil, lastErr
+			}
+			continue
+		}
+		if len(uq.sent) < maxSends {
+			uq.send(u)
+		}
+	}
+}
+
+// listenUDP opens the query's socket, of the family its upstreams need.
+func listenUDP(ups []*Upstream) (*net.UDPConn, error) {
+	network := "udp4"
+	for _, u := range ups {
+		if !u.Addr.Addr().Unmap().Is4() {
+			network = "udp"
+		}
+	}
+	return net.ListenUDP(network, nil)
+}
+
+// send sends the query to u with a fresh ID. A send that fails (no route) counts as lost.
+func (uq *udpQuery) send(u *Upstream) {
+	id := uint16(rand.Uint32())
+	binary.BigEndian.PutUint16(uq.wire, id)
+	uq.sent = append(uq.sent, sent{u: u, id: id, at: time.Now()})
+	if _, err := uq.conn.WriteToUDPAddrPort(uq.wire, u.Addr); err != nil {
+		u.record(resultError, 0)
+	}
+}
+
+// nextLive returns the next live upstream in turn that has not already answered SERVFAIL or
+// REFUSED to this query, or nil.
+func (uq *udpQuery) nextLive(live []*Upstream, turn *int) *Upstream {
+	for range live {
+		u := live[*turn%len(live)]
+		*turn++
+		if !uq.isBad(u) {
+			return u
+		}
+	}
+	return nil
+}
+
+func (uq *udpQuery) isBad(u *Upstream) bool {
+	for _, b := range uq.bad {
+		if b == u {
+			return true
+		}
+	}
+	return false
+}
+
+// waiting reports whether a packet to an upstream that has not failed this query is still
+// unanswered (a probe's, say).
+func (uq *udpQuery) waiting() bool {
+	for _, s := range uq.sent {
+		if !s.answered && !uq.isBad(s.u) {
+			return true
+		}
+	}
+	return false
+}
+
+// match returns the packet b answers and the parsed answer, or nil when b answers none of
+// them (counted as mismatched). A reply without a question is accepted when it is an error
+// (NSD refuses a class it does not serve that way): address, port and ID already match.
+func (uq *udpQuery) match(from netip.AddrPort, b []byte) (*sent, *dns.Msg) {
+	if len(b) < 12 {
+		uq.f.mismatched.Add(1)
+		return nil, nil
+	}
+	id := binary.BigEndian.Uint16(b)
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	var s *sent
+	for i := range uq.sent {
+		c := &uq.sent[i]
+		if c.id == id && c.u.Addr.Port() == from.Port() && c.u.Addr.Addr().Unmap() == from.Addr() {
+			s = c
+			break
+		}
+	}
+	if s == nil {
+		uq.f.mismatched.Add(1)
+		return nil, nil
+	}
+	if s.answered {
+		return nil, nil // a duplicate of an answer already taken
+	}
+	resp := new(dns.Msg)
+	if err := resp.Unpack(b); err != nil || !resp.Response {
+		uq.f.mismatched.Add(1)
+		return nil, nil
+	}
+	if len(resp.Question) == 0 && isErrorRcode(resp.Rcode) {
+		resp.Question = []dns.Question{uq.q}
+		return s, resp
+	}
+	if len(resp.Question) != 1 || !sameQuestion(resp.Question[0], uq.q) {
+		uq.f.mismatched.Add(1)
+		return nil, nil
+	}
+	return s, resp
+}
+
+func isErrorRcode(rc int) bool {
+	return rc == dns.RcodeServerFailure || rc == dns.RcodeRefused || rc == dns.RcodeFormatError ||
+		rc == dns.RcodeNotImplemented
+}
+
+// finish records the packets that got no answer while the query waited: they tell the
+// upstream's health, never its RTT estimate.
+func (uq *udpQuery) finish() {
+	now := time.Now()
+	for _, s := range uq.sent {
+		if !s.answered {
+			s.u.unanswered(now, s.at)
+			s.u.record(resultTimeout, 0)
+		}
+	}
+}
+
+func resultFor(rcode int) result {
+	switch rcode {
+	case dns.RcodeServerFailure:
+		return resultServfail
+	case dns.RcodeRefused:
+		return resultRefused
+	}
+	return resultOK
+}
