@@ -114,11 +114,12 @@ func (f *Forwarder) pool(name string) *Pool {
 // or REFUSED, or the deadline passes: over UDP with retransmissions on the query's own timer
 // (resolveUDP), over TCP one upstream after the other.
 func (f *Forwarder) Resolve(ctx context.Context, q dns.Question, do, cd bool) (*dns.Msg, error) {
-	return f.resolve(ctx, q, do, cd, nil)
+	return f.resolve(ctx, q, do, cd, nil, 0)
 }
 
-// resolve is Resolve with slow called when the first packet goes unanswered for its RTO.
-func (f *Forwarder) resolve(ctx context.Context, q dns.Question, do, cd bool, slow func()) (*dns.Msg, error) {
+// resolve is Resolve with slow called when the first packet goes unanswered for its RTO; depth
+// counts the forward zones a CNAME chain has crossed.
+func (f *Forwarder) resolve(ctx context.Context, q dns.Question, do, cd bool, slow func(), depth int) (*dns.Msg, error) {
 	p := f.pool(q.Name)
 	if p == nil {
 		return nil, ErrNoZone
@@ -136,6 +137,71 @@ func (f *Forwarder) resolve(ctx context.Context, q dns.Question, do, cd bool, sl
 		return nil, err
 	}
 	scrub(resp, p.Zone)
+	if target, ok := f.leavesZone(p, resp); ok {
+		return f.followTarget(ctx, resp, target, do, cd, depth)
+	}
+	return resp, nil
+}
+
+// maxZoneHops bounds how many times one answer's CNAME chain is continued in another zone.
+const maxZoneHops = 4
+
+// leavesZone finds the first CNAME in resp's chain whose target belongs to another forward
+// zone. The upstream of this zone has no say over names there: records it added for them are
+// dropped and the target is resolved through its own zone's upstreams, as unbound does. A
+// forged address for victim.example slipped in after a CNAME is never believed.
+func (f *Forwarder) leavesZone(p *Pool, resp *dns.Msg) (string, bool) {
+	if len(resp.Question) != 1 {
+		return "", false
+	}
+	chain := map[string]bool{}
+	name := strings.ToLower(resp.Question[0].Name)
+	for range maxChase {
+		chain[name] = true
+		next := ""
+		for _, rr := range resp.Answer {
+			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, name) {
+				next = strings.ToLower(c.Target)
+			}
+		}
+		if next == "" || chain[next] {
+			return "", false
+		}
+		if f.pool(next) != p {
+			answer := resp.Answer[:0]
+			for _, rr := range resp.Answer {
+				if chain[strings.ToLower(rr.Header().Name)] {
+					answer = append(answer, rr)
+				}
+			}
+			resp.Answer = answer
+			return next, true
+		}
+		name = next
+	}
+	return "", false
+}
+
+// followTarget resolves target (of resp's last CNAME) in its own zone and completes resp with
+// that answer.
+func (f *Forwarder) followTarget(ctx context.Context, resp *dns.Msg, target string, do, cd bool, depth int) (*dns.Msg, error) {
+	if depth >= maxZoneHops {
+		return nil, fmt.Errorf("CNAME chain crosses more than %d forward zones", maxZoneHops)
+	}
+	q := resp.Question[0]
+	sub, err := f.resolve(ctx, dns.Question{Name: dns.Fqdn(target), Qtype: q.Qtype, Qclass: q.Qclass}, do, cd, nil, depth+1)
+	if err != nil {
+		return nil, err
+	}
+	resp.Answer = append(resp.Answer, sub.Answer...)
+	resp.Rcode, resp.Ns = sub.Rcode, sub.Ns
+	extra := resp.Extra[:0]
+	for _, rr := range resp.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	resp.Extra = extra
 	return resp, nil
 }
 

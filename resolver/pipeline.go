@@ -273,7 +273,7 @@ func (s *Server) startFlight(p pending, inline bool) *flight {
 // runFlight runs the resolution of flight f, which the caller leads.
 func (s *Server) runFlight(p pending, f *flight, inline bool) {
 	run := func() {
-		resp, err := s.Forwarder().resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD, f.markSlow)
+		resp, err := s.Forwarder().resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD, f.markSlow, 0)
 		var e *cache.Entry
 		now := time.Now()
 		if err == nil {

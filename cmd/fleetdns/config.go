@@ -99,18 +99,21 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 		return cfg, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	p := &parser{file: path}
+	var listenNode, aclNode *yaml.Node
 	if len(root.Content) == 0 {
 		return cfg, nil, fmt.Errorf("%s: empty config", path)
 	}
 	p.mapping(root.Content[0], "", func(key string, k, v *yaml.Node) {
 		switch key {
 		case "listen":
+			listenNode = v
 			cfg.Resolver.Listen = p.addrList(v, key, 0)
 			cfg.Resolver.OptionalListen = nil // addresses the operator wrote must bind
 			if len(v.Content) == 0 && v.Kind == yaml.SequenceNode {
 				p.errorf(v, key, "at least one address is needed")
 			}
 		case "access_control":
+			aclNode = v
 			cfg.Policy.AccessControl = p.prefixList(v, key)
 		case "cache":
 			p.cache(v, &cfg.Cache, &cfg.Resolver)
@@ -191,6 +194,16 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 	for _, err := range []error{cfg.Resolver.Validate(), cfg.Cache.Validate(), cfg.Policy.Validate()} {
 		if err != nil {
 			p.errs = append(p.errs, fmt.Errorf("%s: %w", path, err))
+		}
+	}
+	if cfg.Server.present && aclNode == nil && listenNode != nil {
+		// Without access_control only loopback clients are answered: a node listening on
+		// the service address would refuse every client and still pass its own health check.
+		for _, a := range cfg.Resolver.Listen {
+			if !a.Addr().Unmap().IsLoopback() {
+				p.errorf(listenNode, "listen", "%s is not a loopback address, and without access_control only loopback clients are answered: set access_control to the clients' networks", a)
+				break
+			}
 		}
 	}
 	if cfg.Server.present {

@@ -377,6 +377,11 @@ func TestParseConfigErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "server mode on a service address without access_control",
+			yaml: "listen: [\"127.0.0.1:53\", \"198.51.100.53:53\"]\nnode: {id: n1}\nbgp:\n  asn: 65053\n  router_id: 192.0.2.1\n  peers: [{address: 192.0.2.254, asn: 65000, local_address: 192.0.2.1}]\n  announce: [{prefix: 198.51.100.53/32}]\n" + okForward,
+			want: []string{`bad.yaml:1: listen: 198.51.100.53:53 is not a loopback address, and without access_control only loopback clients are answered`},
+		},
+		{
 			name: "health below the BGP minimum",
 			yaml: "node: {id: n1}\nbgp:\n  peers: [{address: 192.0.2.254, asn: 65000, hold_time: 1s}]\n" + okForward,
 			want: []string{`bad.yaml:3: bgp.peers[0].hold_time: 1s is below the 3s minimum of BGP (RFC 4271)`},

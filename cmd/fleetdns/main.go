@@ -189,6 +189,9 @@ func build(cfg config, p *policy.Policy, log *slog.Logger) (*resolver.Server, er
 	if err != nil {
 		return nil, errors.Join(errors.New("resolver"), err)
 	}
+	// Never an open resolver by accident: without access_control only loopback clients are
+	// answered, and the log says whom this process answers.
+	log.Info("answering clients of access_control, REFUSED to others", "access_control", fmt.Sprint(cfg.Policy.AccessControl))
 	return srv, nil
 }
 
