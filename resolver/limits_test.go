@@ -564,3 +564,39 @@ func TestUDPQuerySize(t *testing.T) {
 		t.Errorf("fleetdns_limit_hits_total{limit=udp_query_size} = %v, want 2", n)
 	}
 }
+
+// Per-client limits count an IPv6 client by its /64, which one host can fill with addresses.
+func TestClientKey(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"192.0.2.7", "192.0.2.7"},
+		{"::ffff:192.0.2.7", "192.0.2.7"},
+		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::"},
+		{"2001:db8:1:2:ffff::9", "2001:db8:1:2::"},
+		{"::1", "::"},
+	} {
+		if got := clientKey(netip.MustParseAddr(tc.addr)); got.String() != tc.want {
+			t.Errorf("clientKey(%s) = %s, want %s", tc.addr, got, tc.want)
+		}
+	}
+}
+
+// All clients together hold at most MaxConns connections; one over is closed at accept.
+func TestTCPConns(t *testing.T) {
+	s := startServer(t, Config{Forward: slowZones(t), TCP: TCPLimits{MaxConns: 2, MaxConnsPerClient: 2}}, testCacheConfig())
+	for i, ip := range []string{"127.0.0.4", "127.0.0.5"} {
+		c := dialFrom(t, s, ip, 0)
+		c.Write(frames(t, "www.example.test"))
+		if _, err := readFrame(c, 2*time.Second); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	if _, err := askFrom(s, victimIP, "tcp", "www.example.test"); err == nil {
+		t.Errorf("third connection answered, want it closed at accept with 2 open")
+	}
+	if n := limitHits(t, s, "tcp_conns"); n != 1 {
+		t.Errorf("fleetdns_limit_hits_total{limit=tcp_conns} = %v, want 1", n)
+	}
+	if n := metric(t, s, "fleetdns_tcp_connections"); n != 2 {
+		t.Errorf("fleetdns_tcp_connections = %v, want 2", n)
+	}
+}

@@ -158,7 +158,7 @@ func (s *Server) serveConn(c net.Conn, from netip.AddrPort) {
 		if !w.write(resp) {
 			return
 		}
-		if resp[3]&0xf == dns.RcodeRefused && !s.policy.Load().Allowed(from.Addr()) {
+		if len(resp) >= 4 && resp[3]&0xf == dns.RcodeRefused && !s.policy.Load().Allowed(from.Addr()) {
 			// The policy changed while the client was connected: it holds no slot from now.
 			s.hit(limitTCPAccess)
 			return
