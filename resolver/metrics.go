@@ -120,10 +120,12 @@ var (
 	descEntries    = prometheus.NewDesc("fleetdns_cache_entries", "Answers in the cache.", nil, nil)
 	descEvictions  = prometheus.NewDesc("fleetdns_cache_evictions_total", "Answers pushed out of the cache by newer ones.", nil, nil)
 	descInflight   = prometheus.NewDesc("fleetdns_inflight_queries", "Queries waiting for an upstream.", nil, nil)
-	descDropped    = prometheus.NewDesc("fleetdns_dropped_queries_total", "Queries dropped because too many were waiting for upstreams.", nil, nil)
+	descDropped    = prometheus.NewDesc("fleetdns_dropped_queries_total", "Queries not resolved because too many were waiting for upstreams: dropped over UDP, REFUSED over TCP.", nil, nil)
 	descUpQueries  = prometheus.NewDesc("fleetdns_upstream_queries_total", "Queries sent to upstreams, by forward zone, upstream and result.", []string{"zone", "upstream", "result"}, nil)
 	descUpRTT      = prometheus.NewDesc("fleetdns_upstream_rtt_seconds", "Round-trip time of upstream queries that got an answer.", []string{"zone", "upstream"}, nil)
 	descUpHealthy  = prometheus.NewDesc("fleetdns_upstream_healthy", "1 while an upstream is considered healthy, 0 while it is marked down.", []string{"zone", "upstream"}, nil)
+	descLimits     = prometheus.NewDesc("fleetdns_limit_hits_total", "Times a limit on what clients may hold was hit, by limit: inflight_per_client (a miss over its client's share of the in-flight slots: dropped over UDP, REFUSED over TCP), tcp_conns (a connection closed at accept, all TCP slots taken), tcp_conns_per_client (closed at accept, its client had its share of them), tcp_access_control (a client outside access control closed, at accept or after its REFUSED answer), tcp_pipeline (a connection reached its cap of misses in flight and was not read until one was answered), tcp_write_timeout (closed because a reply could not be written in time: a client that does not read), tcp_lifetime (closed at its lifetime cap), tcp_queries_per_conn (closed after its cap of queries), udp_query_size (a UDP query too large to read whole, answered FORMERR).", []string{"limit"}, nil)
+	descTCPConns   = prometheus.NewDesc("fleetdns_tcp_connections", "Open client TCP connections.", nil, nil)
 	descMismatched = prometheus.NewDesc("fleetdns_upstream_mismatched_responses_total", "Responses ignored because address, port, ID or question did not match the query (RFC 5452).", nil, nil)
 )
 
@@ -136,7 +138,7 @@ func (s *Server) Collector() prometheus.Collector { return collector{s} }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descAnswers, descPolicy, descHits, descMisses,
 		descPrefetches, descStale, descEntries, descEvictions, descInflight, descDropped, descUpQueries,
-		descUpRTT, descUpHealthy, descMismatched} {
+		descUpRTT, descUpHealthy, descMismatched, descLimits, descTCPConns} {
 		ch <- d
 	}
 }
@@ -173,6 +175,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEvictions, s.cache.Evictions())
 	gauge(descInflight, float64(len(s.slots)))
 	counter(descDropped, st.Dropped.Load())
+	for l := range limit(numLimits) {
+		counter(descLimits, st.Limits[l].Load(), l.String())
+	}
+	gauge(descTCPConns, float64(s.tcpConns.open()))
 	fwd := s.Forwarder()
 	counter(descMismatched, fwd.Mismatched())
 	now := time.Now()

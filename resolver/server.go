@@ -37,7 +37,12 @@ type Config struct {
 	StaleRetry         time.Duration // at most one refresh of a stale answer per this interval (default 5s)
 	ResolveTimeout     time.Duration // one resolution across all upstreams (default 4s)
 	MaxInflight        int           // concurrent misses; more are dropped (default 4096)
-	SocketsPerListener int           // UDP sockets with SO_REUSEPORT per address (default GOMAXPROCS)
+	// MaxInflightPerClient bounds the misses one client (an IPv4 address, an IPv6 /64) has in
+	// flight over UDP and TCP together, so one client cannot take every slot (default
+	// MaxInflight/8). Over it, its UDP misses are dropped and its TCP misses REFUSED.
+	MaxInflightPerClient int
+	TCP                  TCPLimits // connections, their lifetime, pipelining and write timeout
+	SocketsPerListener   int       // UDP sockets with SO_REUSEPORT per address (default GOMAXPROCS)
 	// OptionalListen lists addresses whose bind failure (no such address here) is logged, not
 	// fatal: the embedded defaults include [::1]:53, which a host without IPv6 lacks.
 	OptionalListen []netip.AddrPort
@@ -64,6 +69,12 @@ func (c Config) Validate() error {
 	if c.StaleClientTimeout < 0 || c.ResolveTimeout < 0 || c.StaleRetry < 0 {
 		return errors.New("timeouts must not be negative")
 	}
+	if c.MaxInflight < 0 || c.MaxInflightPerClient < 0 {
+		return errors.New("in-flight limits must not be negative")
+	}
+	if err := c.TCP.validate(); err != nil {
+		return fmt.Errorf("tcp: %w", err)
+	}
 	return nil
 }
 
@@ -75,23 +86,26 @@ type Stats struct {
 	Policy   [policy.NumReasons]atomic.Uint64 // decisions by the rule that made them
 	Requests [numTypeSlots][16]atomic.Uint64  // replies by query type and rcode
 	Answers  [numSources]atomic.Uint64        // replies by where they came from
+	Limits   [numLimits]atomic.Uint64         // times each limit was hit
 }
 
 // Server answers queries on its listeners.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	cache   *cache.Cache
-	policy  atomic.Pointer[policy.Policy]
-	fwd     atomic.Pointer[Forwarder]
-	fwdMu   sync.Mutex           // serializes forwarder rebuilds
-	zones   []ZoneConfig         // the config's forward zones
-	owned   map[string]ownedZone // zones whose upstreams a controller sets
-	flights flights
-	fails   *failures
-	slots   chan struct{} // bounds goroutines off the read loop
-	nodeID  []byte        // NodeID, nil when unset
-	Stats   Stats
+	cfg      Config
+	log      *slog.Logger
+	cache    *cache.Cache
+	policy   atomic.Pointer[policy.Policy]
+	fwd      atomic.Pointer[Forwarder]
+	fwdMu    sync.Mutex           // serializes forwarder rebuilds
+	zones    []ZoneConfig         // the config's forward zones
+	owned    map[string]ownedZone // zones whose upstreams a controller sets
+	flights  flights
+	fails    *failures
+	slots    chan struct{} // bounds goroutines off the read loop
+	inflight perClient     // each client's part of slots
+	tcpConns tcpConns      // open TCP connections, all listeners together
+	nodeID   []byte        // NodeID, nil when unset
+	Stats    Stats
 
 	udp []*net.UDPConn
 	tcp []*net.TCPListener
@@ -119,9 +133,13 @@ func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Serve
 	if cfg.MaxInflight == 0 {
 		cfg.MaxInflight = 4096
 	}
+	if cfg.MaxInflightPerClient == 0 {
+		cfg.MaxInflightPerClient = max(cfg.MaxInflight/8, 1)
+	}
 	if cfg.SocketsPerListener == 0 {
 		cfg.SocketsPerListener = runtime.GOMAXPROCS(0)
 	}
+	cfg.TCP = cfg.TCP.withDefaults()
 	fwd, err := NewForwarder(cfg.Forward, cfg.ResolveTimeout)
 	if err != nil {
 		return nil, err

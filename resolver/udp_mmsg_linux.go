@@ -21,8 +21,8 @@ import (
 
 const (
 	batchSize  = 32
-	queryBuf   = 4096 // a UDP query larger than this is cut, flagged by the kernel, and dropped
-	replyBuf   = 4096 // larger replies grow their buffer once
+	queryBuf   = maxUDPQuery // a UDP query larger than this is cut, flagged by the kernel, and answered FORMERR
+	replyBuf   = 4096        // larger replies grow their buffer once
 	sockaddrSz = unix.SizeofSockaddrInet6
 )
 
@@ -110,18 +110,21 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 		m = 0
 		for i := 0; i < n; i++ {
 			h := &b.recv[i]
-			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
-				continue
-			}
 			from, ok := sockaddrAddrPort(b.names[i][:h.hdr.Namelen])
 			if !ok {
 				continue
 			}
 			pkt := b.bufs[i][:h.len]
-			resp, miss := s.answer(pkt, from, false, b.outs[i][:0], now)
-			if miss {
-				s.missUDP(c, pkt, from, now)
-				continue
+			var resp []byte
+			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+				resp = s.oversize(pkt, from, b.outs[i][:0], now)
+			} else {
+				var miss bool
+				resp, miss = s.answer(pkt, from, false, b.outs[i][:0], now)
+				if miss {
+					s.missUDP(c, pkt, from, now)
+					continue
+				}
 			}
 			if len(resp) == 0 {
 				continue
