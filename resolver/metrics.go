@@ -127,6 +127,8 @@ var (
 	descLimits     = prometheus.NewDesc("fleetdns_limit_hits_total", "Times a limit on what clients may hold was hit, by limit: inflight_per_client (a miss over its client's share of the in-flight slots: dropped over UDP, REFUSED over TCP), tcp_conns (a connection closed at accept, all TCP slots taken), tcp_conns_per_client (closed at accept, its client had its share of them), tcp_access_control (a client outside access control closed, at accept or after its REFUSED answer), tcp_pipeline (a connection reached its cap of misses in flight and was not read until one was answered), tcp_write_timeout (closed because a reply could not be written in time: a client that does not read), tcp_lifetime (closed at its lifetime cap), tcp_queries_per_conn (closed after its cap of queries), udp_query_size (a UDP query too large to read whole, answered FORMERR).", []string{"limit"}, nil)
 	descTCPConns   = prometheus.NewDesc("fleetdns_tcp_connections", "Open client TCP connections.", nil, nil)
 	descMismatched = prometheus.NewDesc("fleetdns_upstream_mismatched_responses_total", "Responses ignored because address, port, ID or question did not match the query (RFC 5452).", nil, nil)
+	descRetrans    = prometheus.NewDesc("fleetdns_upstream_retransmits_total", "Packets sent again because a query's own timer ran out (loss, or a slow upstream).", nil, nil)
+	descRetransCap = prometheus.NewDesc("fleetdns_upstream_retransmits_denied_total", "Retransmissions not sent because the forward zone's retransmission budget (earned by answers) was spent.", nil, nil)
 )
 
 // collector exposes a Server's counters.
@@ -138,7 +140,7 @@ func (s *Server) Collector() prometheus.Collector { return collector{s} }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descAnswers, descPolicy, descHits, descMisses,
 		descPrefetches, descStale, descEntries, descEvictions, descInflight, descDropped, descUpQueries,
-		descUpRTT, descUpHealthy, descMismatched, descLimits, descTCPConns} {
+		descUpRTT, descUpHealthy, descMismatched, descLimits, descTCPConns, descRetrans, descRetransCap} {
 		ch <- d
 	}
 }
@@ -181,6 +183,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descTCPConns, float64(s.tcpConns.open()))
 	fwd := s.Forwarder()
 	counter(descMismatched, fwd.Mismatched())
+	counter(descRetrans, fwd.Retransmits())
+	counter(descRetransCap, fwd.BudgetDenied())
 	now := time.Now()
 	for _, p := range fwd.Pools() {
 		for _, u := range p.Upstreams {

@@ -228,6 +228,10 @@ func (u *Upstream) record(r result, rtt time.Duration) {
 // adopt carries the measured state of upstreams that f shares with old (same zone, same
 // address) over, and returns the zones whose upstream list is new or changed.
 func (f *Forwarder) adopt(old *Forwarder) []string {
+	// Counters go on from where they were: a metric must not go back on a reload.
+	f.mismatched.Store(old.mismatched.Load())
+	f.retransmits.Store(old.retransmits.Load())
+	f.budgetDenied.Store(old.budgetDenied.Load())
 	var changed []string
 	for zone, p := range f.pools {
 		op, ok := old.pools[zone]
