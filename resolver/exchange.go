@@ -27,12 +27,7 @@ var udpBufs = sync.Pool{New: func() any { b := make([]byte, 65535); return &b }}
 // socket is connected) with the same ID and question (RFC 5452); anything else is ignored and
 // counted. A truncated UDP answer is retried over TCP.
 func (f *Forwarder) exchange(ctx context.Context, u *Upstream, q dns.Question, do, cd bool) (*dns.Msg, error) {
-	m := new(dns.Msg)
-	m.Id = uint16(rand.Uint32())
-	m.RecursionDesired = true
-	m.CheckingDisabled = cd
-	m.Question = []dns.Question{q}
-	m.SetEdns0(1232, do)
+	m := upstreamQuery(q, do, cd)
 	if !u.TCP {
 		resp, err := f.exchangeUDP(ctx, u, m)
 		if !errors.Is(err, errTruncated) {
@@ -112,6 +107,18 @@ func (f *Forwarder) exchangeTCP(ctx context.Context, u *Upstream, m *dns.Msg) (*
 			return resp, nil
 		}
 	}
+}
+
+// upstreamQuery is the query sent upstream for q: a random ID, RD, the client's CD and DO bits,
+// EDNS0 with a 1232-byte buffer.
+func upstreamQuery(q dns.Question, do, cd bool) *dns.Msg {
+	m := new(dns.Msg)
+	m.Id = uint16(rand.Uint32())
+	m.RecursionDesired = true
+	m.CheckingDisabled = cd
+	m.Question = []dns.Question{q}
+	m.SetEdns0(1232, do)
+	return m
 }
 
 // match accepts a response only for the query we sent: same ID and same question.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sort"
@@ -233,12 +232,7 @@ func (f *Forwarder) resolveTCP(ctx context.Context, p *Pool, q dns.Question, do,
 const tcpMinWait = 200 * time.Millisecond
 
 func (f *Forwarder) tryTCP(ctx context.Context, u *Upstream, q dns.Question, do, cd bool) (*dns.Msg, error) {
-	m := new(dns.Msg)
-	m.Id = uint16(rand.Uint32())
-	m.RecursionDesired = true
-	m.CheckingDisabled = cd
-	m.Question = []dns.Question{q}
-	m.SetEdns0(1232, do)
+	m := upstreamQuery(q, do, cd)
 	start := time.Now()
 	actx, cancel := context.WithTimeout(ctx, max(3*u.rto(), tcpMinWait))
 	resp, err := f.exchangeTCP(actx, u, m)

@@ -75,11 +75,7 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 	if len(live) == 0 {
 		return nil, ErrUpstreamsDown
 	}
-	m := new(dns.Msg)
-	m.RecursionDesired = true
-	m.CheckingDisabled = cd
-	m.Question = []dns.Question{q}
-	m.SetEdns0(1232, do)
+	m := upstreamQuery(q, do, cd)
 	wire, err := m.Pack()
 	if err != nil {
 		return nil, err
