@@ -188,6 +188,19 @@ func askFrom(s *Server, ip, netw, name string) (*dns.Msg, error) {
 	c := &dns.Client{Net: netw, Timeout: 2 * time.Second, Dialer: d}
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	if netw == "udp" {
+		// A query that arrives while a flood fills the socket's receive buffer is dropped by
+		// the kernel, before fleetdns sees it; a stub client retries (resolv.conf attempts).
+		c.Timeout = 650 * time.Millisecond
+		var err error
+		for range 3 {
+			var r *dns.Msg
+			if r, _, err = c.Exchange(m, s.Addrs()[0].String()); err == nil {
+				return r, nil
+			}
+		}
+		return nil, err
+	}
 	r, _, err := c.Exchange(m, s.Addrs()[0].String())
 	return r, err
 }
