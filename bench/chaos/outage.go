@@ -38,7 +38,7 @@ type OutageResult struct {
 	Measured              time.Duration // fault to restore, as it happened
 	During, AfterRestore  []SystemResult
 	Recovery              []Recovery
-	Counters              Counters
+	Counters              Counters // of the blackhole while it lasted; of the whole load for a kill
 	Metrics               string
 }
 
@@ -97,8 +97,15 @@ func (l *Lab) RunOutage(ctx context.Context, kind OutageKind, before, outage, af
 			if err := l.startNSD(ctx); err != nil {
 				return err
 			}
-		} else if err := l.SetFault(ctx, Fault{}); err != nil {
-			return err
+		} else {
+			// The counters of the blackhole itself: the restore resets them.
+			var err error
+			if r.Counters, err = l.Counters(ctx); err != nil {
+				return err
+			}
+			if err := l.SetFault(ctx, Fault{}); err != nil {
+				return err
+			}
 		}
 		restoreAt = time.Now()
 		return nil
@@ -108,8 +115,10 @@ func (l *Lab) RunOutage(ctx context.Context, kind OutageKind, before, outage, af
 		return nil, fmt.Errorf("%s: %w", r.Name, errors.Join(stepErr, err))
 	}
 	r.Measured = restoreAt.Sub(faultAt)
-	if r.Counters, err = l.Counters(ctx); err != nil {
-		return nil, err
+	if kind == KillUpstream {
+		if r.Counters, err = l.Counters(ctx); err != nil {
+			return nil, err
+		}
 	}
 	m1, err := l.fleetdnsMetrics(ctx)
 	if err != nil {

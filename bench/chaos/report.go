@@ -18,6 +18,7 @@ type Report struct {
 	Versions map[string]string
 	Loss     []*Result
 	Outages  []*OutageResult
+	EndLoad  string // load averages at the end
 }
 
 // Machine is what the lab ran on.
@@ -25,6 +26,7 @@ type Machine struct {
 	CPUs   int
 	Model  string
 	Kernel string
+	Load   string // 1-, 5- and 15-minute load averages when asked: other work on the machine shows here
 }
 
 // ThisMachine describes the machine the lab runs on: nproc, the CPU model from /proc/cpuinfo,
@@ -43,11 +45,21 @@ func ThisMachine() Machine {
 	if unix.Uname(&u) == nil {
 		m.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
+	m.Load = LoadAverage()
 	return m
 }
 
+// LoadAverage is the first three fields of /proc/loadavg.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}
+
 func (m Machine) String() string {
-	return fmt.Sprintf("%d CPUs (nproc), %s, Linux %s", m.CPUs, m.Model, m.Kernel)
+	return fmt.Sprintf("%d CPUs (nproc), %s, Linux %s; load average %s at the start", m.CPUs, m.Model, m.Kernel, m.Load)
 }
 
 // ms prints a latency in milliseconds, "lost" for a query that got no answer.
@@ -100,7 +112,8 @@ func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Chaos lab: fleetdns and unbound under network faults\n\n")
 	fmt.Fprintf(&b, "Run of %s with `%s`.\n\n", r.Date.UTC().Format("2006-01-02 15:04 UTC"), r.Command)
-	fmt.Fprintf(&b, "- Machine: %s.\n", r.Machine)
+	fmt.Fprintf(&b, "- Machine: %s, %s at the end (other work on a shared machine delays everything: a load "+
+		"average near the CPU count means the numbers are noisy).\n", r.Machine, r.EndLoad)
 	fmt.Fprintf(&b, "- Systems: fleetdns %s (client mode, built from the tree), unbound %s; both forward \".\" to one NSD "+
 		"across a veth pair, with prefetch and serve-stale on (stale answers after 1.8 s without a fresh one: "+
 		"fleetdns stale_client_timeout 1800ms, unbound serve-expired-client-timeout 1800), and run at the same time "+

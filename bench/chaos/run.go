@@ -26,6 +26,7 @@ func Run(ctx context.Context, rc RunConfig) (rep *Report, err error) {
 		}
 	}()
 	rep = &Report{Date: time.Now(), Command: rc.Command, Machine: ThisMachine(), Versions: l.Versions()}
+	defer func() { rep.EndLoad = LoadAverage() }()
 	for _, pct := range rc.Losses {
 		r, err := l.RunLoss(ctx, pct, rc.Duration)
 		if err != nil {
