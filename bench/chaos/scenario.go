@@ -112,7 +112,8 @@ func runStreams(ctx context.Context, ss []*stream) error {
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	// RunLoad ends early, without an error, when ctx does: its numbers are not a scenario's.
+	return errors.Join(append(errs, ctx.Err())...)
 }
 
 // warm asks each system for every cached name once, with no fault, so the cached load starts

@@ -66,23 +66,22 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Command: "go run ./cmd/fleetdns-bench chaos " + strings.Join(args, " "),
 	})
 	if err != nil {
+		// What was measured is printed, but a partial run does not replace the report.
 		fmt.Fprintln(stderr, "fleetdns-bench chaos:", err)
-		if rep == nil {
-			return 1
+		if rep != nil {
+			fmt.Fprintf(stdout, "\n%s", rep.Markdown())
 		}
+		return 1
 	}
 	md := rep.Markdown()
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if werr := os.WriteFile(*out, []byte(md), 0o644); werr != nil {
-		fmt.Fprintln(stderr, werr)
+	if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "\n%s\nwritten to %s\n", md, *out)
-	if err != nil {
-		return 1
-	}
 	return 0
 }
