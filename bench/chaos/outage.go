@@ -175,8 +175,11 @@ func recovery(s *stream, restore, end time.Duration) Recovery {
 }
 
 func since(d time.Duration) string {
-	if d < 0 {
+	switch {
+	case d < 0:
 		return "not recovered"
+	case d == 0:
+		return "at once (none failed)"
 	}
 	return ms(d)
 }
