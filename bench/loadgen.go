@@ -23,14 +23,29 @@ type Load struct {
 	Window   int           // closed loop: queries outstanding at once (dnsperf -q); default 200
 	Sockets  int           // UDP sockets, each its own source port (dnsperf -c); default 10
 	Timeout  time.Duration // a query unanswered this long is lost; default 1s
+	Record   bool          // keep a QueryFate per query, for results over time (the chaos lab)
 }
 
-// LoadResult is what one run measured. Latencies are exact and sorted.
+// LoadResult is what one run measured. Latencies are exact and sorted; they include every
+// answer, whatever its response code.
 type LoadResult struct {
 	Sent, Answered, Lost int
+	Rcodes               [16]int   // answers by response code (the header's 4 bits: no EDNS extension)
+	Start                time.Time // when the first query could go; QueryFate.At counts from here
 	Duration             time.Duration
 	Latencies            []time.Duration
+	Fates                []QueryFate // with Load.Record: one per query sent, in no particular order
 }
+
+// QueryFate is what became of one query.
+type QueryFate struct {
+	At      time.Duration // when it was sent, from LoadResult.Start
+	Latency time.Duration // until its answer; Lost if none came within the timeout
+	Rcode   uint8         // the answer's response code (meaningless when lost)
+}
+
+// Lost is QueryFate.Latency of a query that got no answer.
+const Lost time.Duration = -1
 
 const batch = 32
 
@@ -63,11 +78,11 @@ func RunLoad(ctx context.Context, l Load) (LoadResult, error) {
 		c.SetWriteBuffer(4 << 20)
 		socks[i] = &loadSocket{conn: c, pc: ipv4.NewPacketConn(c), load: &l}
 	}
+	start := time.Now()
 	// Socket i sends queries i, i+S, i+2S, ...: together they walk the list in order.
 	for i, s := range socks {
-		s.next, s.stride = i, l.Sockets
+		s.next, s.stride, s.start = i, l.Sockets, start.UnixNano()
 	}
-	start := time.Now()
 	stop := start.Add(l.Duration)
 	var wg sync.WaitGroup
 	for _, s := range socks {
@@ -80,7 +95,7 @@ func RunLoad(ctx context.Context, l Load) (LoadResult, error) {
 		}
 	}
 	wg.Wait()
-	var r LoadResult
+	r := LoadResult{Start: start}
 	r.Duration = time.Since(start)
 	for _, s := range socks {
 		s.conn.Close()
@@ -88,6 +103,10 @@ func RunLoad(ctx context.Context, l Load) (LoadResult, error) {
 		r.Answered += s.answered
 		r.Lost += s.lost
 		r.Latencies = append(r.Latencies, s.latencies...)
+		r.Fates = append(r.Fates, s.fates...)
+		for i, n := range s.rcodes {
+			r.Rcodes[i] += n
+		}
 	}
 	// A closed loop's wall time ends with its last answer, not the loss wait after it.
 	if l.Rate == 0 {
@@ -132,6 +151,9 @@ type loadSocket struct {
 	latencies  []time.Duration
 	lastAnswer time.Time
 	exhausted  bool
+	start      int64 // UnixNano of the run's start, for QueryFate.At
+	rcodes     [16]int
+	fates      []QueryFate
 }
 
 // take copies the next query into dst with a fresh ID written in, or returns nil when none is
@@ -171,8 +193,22 @@ func (s *loadSocket) received(b []byte, now time.Time) {
 	}
 	s.sentAt[id] = 0
 	s.answered++
-	s.latencies = append(s.latencies, time.Duration(now.UnixNano()-at))
+	rcode := b[3] & 0x0f
+	s.rcodes[rcode]++
+	lat := time.Duration(now.UnixNano() - at)
+	s.latencies = append(s.latencies, lat)
+	if s.load.Record {
+		s.fates = append(s.fates, QueryFate{At: time.Duration(at - s.start), Latency: lat, Rcode: rcode})
+	}
 	s.lastAnswer = now
+}
+
+// lose counts the outstanding query sent at at as lost.
+func (s *loadSocket) lose(at int64) {
+	s.lost++
+	if s.load.Record {
+		s.fates = append(s.fates, QueryFate{At: time.Duration(at - s.start), Latency: Lost})
+	}
 }
 
 // expire counts queries older than the timeout as lost and returns how many it freed.
@@ -187,7 +223,7 @@ func (s *loadSocket) expire(now int64) int {
 		}
 		if at != 0 {
 			s.sentAt[id] = 0
-			s.lost++
+			s.lose(at)
 			n++
 		}
 		s.orderHead++
@@ -207,6 +243,16 @@ func (s *loadSocket) outstanding() int {
 		}
 	}
 	return n
+}
+
+// loseOutstanding counts every query still outstanding as lost, at the end of a run.
+func (s *loadSocket) loseOutstanding() {
+	for _, id := range s.order[s.orderHead:] {
+		if at := s.sentAt[id]; at != 0 {
+			s.sentAt[id] = 0
+			s.lose(at)
+		}
+	}
 }
 
 // closedLoop keeps window queries outstanding: each answer (or loss) lets the next one go.
@@ -255,7 +301,7 @@ func (s *loadSocket) closedLoop(ctx context.Context, stop time.Time) {
 			return
 		}
 		if !sending && now.After(stop.Add(s.load.Timeout+100*time.Millisecond)) {
-			s.lost += s.outstanding()
+			s.loseOutstanding()
 			return
 		}
 	}
@@ -323,7 +369,7 @@ func (s *loadSocket) openLoop(ctx context.Context, start, stop time.Time) {
 	s.conn.SetReadDeadline(time.Now())
 	wg.Wait()
 	s.mu.Lock()
-	s.lost += s.outstanding()
+	s.loseOutstanding()
 	s.mu.Unlock()
 }
 

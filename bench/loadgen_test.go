@@ -84,3 +84,41 @@ func TestMixQueriesDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestRecord checks what the chaos lab reads: answers counted by response code, and with
+// Record one fate per query sent, lost ones included.
+func TestRecord(t *testing.T) {
+	up := startUpstream(t)
+	up.Set(faultdns.ServFail, 0)
+	r, err := RunLoad(context.Background(), Load{Target: up.Addr, Queries: HitQueries(10), Cycle: true,
+		Duration: 200 * time.Millisecond, Rate: 500, Sockets: 2, Timeout: 100 * time.Millisecond, Record: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Sent == 0 || r.Rcodes[2] != r.Answered || r.Answered != r.Sent {
+		t.Errorf("sent %d answered %d, rcodes %v, want every answer SERVFAIL (2)", r.Sent, r.Answered, r.Rcodes)
+	}
+	if len(r.Fates) != r.Sent {
+		t.Fatalf("%d fates for %d queries, want one each", len(r.Fates), r.Sent)
+	}
+	for _, f := range r.Fates {
+		if f.Rcode != 2 || f.Latency <= 0 || f.At < 0 || f.At > 300*time.Millisecond {
+			t.Fatalf("fate %+v, want SERVFAIL with a latency, sent within the run", f)
+		}
+	}
+
+	up.Set(faultdns.Drop, 0)
+	r, err = RunLoad(context.Background(), Load{Target: up.Addr, Queries: HitQueries(10), Cycle: true,
+		Duration: 100 * time.Millisecond, Rate: 500, Sockets: 2, Timeout: 100 * time.Millisecond, Record: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Lost != r.Sent || len(r.Fates) != r.Sent {
+		t.Fatalf("sent %d lost %d, %d fates, want all lost, one fate each", r.Sent, r.Lost, len(r.Fates))
+	}
+	for _, f := range r.Fates {
+		if f.Latency != Lost {
+			t.Fatalf("fate %+v of a dropped query, want Latency Lost", f)
+		}
+	}
+}

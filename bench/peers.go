@@ -23,6 +23,8 @@ type PeerOptions struct {
 	CacheEntries   int            // cache size in answers, translated to each system's unit
 	ReadyName      string         // a name the upstream answers: Start waits until it is forwarded
 	FleetdnsBinary string         // path of the fleetdns binary (only for the fleetdns peer)
+	FleetdnsConfig string         // more top-level YAML for fleetdns (control, metrics), appended
+	Netns          string         // network namespace to run in (the chaos lab); "" for the harness's
 }
 
 func (o PeerOptions) validate() error {
@@ -151,7 +153,14 @@ func peer(name, pkg, binary string, versionArgs []string, versionRE string,
 
 // ready waits for p to forward o.ReadyName; on failure it stops p and the error has its log.
 func ready(p *Process, o PeerOptions) (*Process, error) {
-	if err := p.waitReady(o.Listen, o.ReadyName, readyTimeout); err != nil {
+	wait := func() error { return p.waitReady(o.Listen, o.ReadyName, readyTimeout) }
+	var err error
+	if o.Netns != "" {
+		err = InNetns(o.Netns, wait)
+	} else {
+		err = wait()
+	}
+	if err != nil {
 		_ = p.Stop()
 		return nil, err
 	}
@@ -193,7 +202,8 @@ func write(dir, name, content string) (string, error) {
 }
 
 // startFleetdns runs `fleetdns client` with one forward zone for everything. It is pinned to one
-// core, so GOMAXPROCS=1 keeps the Go runtime from scheduling for cores it cannot use.
+// core, so GOMAXPROCS=1 keeps the Go runtime from scheduling for cores it cannot use. The cache
+// settings are the defaults, written out because unbound's config below mirrors them.
 func startFleetdns(o PeerOptions) (*Process, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
@@ -204,14 +214,14 @@ func startFleetdns(o PeerOptions) (*Process, error) {
 	conf, err := write(o.Dir, "fleetdns.yaml", fmt.Sprintf(`listen: [%q]
 forward:
   - {zone: ".", upstreams: [%q]}
-cache: {size: %d}
+cache: {size: %d, prefetch: true, serve_stale: true, stale_ttl: 24h, stale_client_timeout: 1800ms}
 log: {level: warn}
-`, o.Listen, o.Upstream, o.CacheEntries))
+%s`, o.Listen, o.Upstream, o.CacheEntries, o.FleetdnsConfig))
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProcess("fleetdns", filepath.Join(o.Dir, "fleetdns.log"), []string{"GOMAXPROCS=1"},
-		o.CPU, o.FleetdnsBinary, "client", "-config", conf)
+	p, err := StartProcess("fleetdns", filepath.Join(o.Dir, "fleetdns.log"), []string{"GOMAXPROCS=1"},
+		o.CPU, o.Netns, o.FleetdnsBinary, "client", "-config", conf)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +270,7 @@ forward-zone:
 	if err != nil {
 		return nil, err
 	}
-	return startProcess("unbound", filepath.Join(o.Dir, "unbound.log"), nil, o.CPU, bin, "-d", "-c", conf)
+	return StartProcess("unbound", filepath.Join(o.Dir, "unbound.log"), nil, o.CPU, o.Netns, bin, "-d", "-c", conf)
 }
 
 // startDnsmasq runs dnsmasq as it runs in production (-k, not the debug mode -d, which

@@ -40,6 +40,13 @@ const stopTimeout = 5 * time.Second
 // the kernel kill it if the harness dies first, so no system outlives a crashed test; the
 // processes it forks do not inherit that, which is why Stop also kills descendants.
 func startProcess(name, logPath string, env []string, cpu int, bin string, args ...string) (*Process, error) {
+	return StartProcess(name, logPath, env, cpu, "", bin, args...)
+}
+
+// StartProcess is startProcess in the network namespace netns ("" for the harness's own), as
+// `taskset -c CPU ip netns exec NETNS bin args...`: taskset and ip both exec the next program,
+// so the PID is still the system's own.
+func StartProcess(name, logPath string, env []string, cpu int, netns, bin string, args ...string) (*Process, error) {
 	taskset, err := lookBinary("taskset")
 	if err != nil {
 		return nil, errors.New("taskset is not installed (Debian package util-linux)")
@@ -52,7 +59,15 @@ func startProcess(name, logPath string, env []string, cpu int, bin string, args 
 		return nil, err
 	}
 	defer log.Close() // the child has its own copy
-	cmd := exec.Command(taskset, append([]string{"-c", strconv.Itoa(cpu), bin}, args...)...)
+	argv := []string{"-c", strconv.Itoa(cpu)}
+	if netns != "" {
+		ip, err := lookBinary("ip")
+		if err != nil {
+			return nil, errors.New("ip is not installed (Debian package iproute2)")
+		}
+		argv = append(argv, ip, "netns", "exec", netns)
+	}
+	cmd := exec.Command(taskset, append(append(argv, bin), args...)...)
 	cmd.Dir = filepath.Dir(logPath)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -137,6 +152,36 @@ func (p *Process) Stop() error {
 	return p.stopErr
 }
 
+// Kill ends the system and every descendant at once with SIGKILL, as a crash would (the chaos
+// lab's killed upstream), and waits for the system to exit. Later calls to Stop return nil.
+func (p *Process) Kill() {
+	p.stopOnce.Do(func() {
+		if p.exited() {
+			return
+		}
+		left, _ := processTree(p.PID())
+		_ = p.cmd.Process.Kill()
+		p.killLeft(left)
+		<-p.done
+	})
+}
+
+// killLeft sends SIGKILL to each process of tree other than the system itself that still runs,
+// checked by PID and start time so a reused PID is never hit.
+func (p *Process) killLeft(tree []procStat) {
+	for _, s := range tree {
+		if s.pid == p.PID() {
+			continue
+		}
+		if now, serr := readStat(s.pid); serr == nil && now.start == s.start && now.state != 'Z' {
+			_ = syscall.Kill(s.pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// Exited reports whether the system has exited (and been reaped).
+func (p *Process) Exited() bool { return p.exited() }
+
 func (p *Process) stop() error {
 	if p.exited() {
 		return fmt.Errorf("%s (pid %d) exited before Stop: %v%s", p.name, p.PID(), p.waitErr, p.logTail())
@@ -152,14 +197,7 @@ func (p *Process) stop() error {
 		<-p.done
 		err = fmt.Errorf("%s (pid %d) did not exit within %s of SIGTERM; killed", p.name, p.PID(), stopTimeout)
 	}
-	for _, s := range left {
-		if s.pid == p.PID() {
-			continue
-		}
-		if now, serr := readStat(s.pid); serr == nil && now.start == s.start && now.state != 'Z' {
-			_ = syscall.Kill(s.pid, syscall.SIGKILL)
-		}
-	}
+	p.killLeft(left)
 	return err
 }
 

@@ -1,7 +1,8 @@
 // Command fleetdns-bench measures fleetdns against unbound, dnsmasq, pdns-recursor, dnsdist and
 // knot-resolver on this machine: each system pinned to one CPU, the load generator and the NSD
 // upstream to another, medians over alternating rounds, ratios against unbound, written as
-// Markdown and PNG charts.
+// Markdown and PNG charts. `fleetdns-bench chaos` runs the chaos lab instead (bench/chaos):
+// fleetdns and unbound under packet loss and upstream outages, as root.
 package main
 
 import (
@@ -28,6 +29,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "chaos" {
+		return runChaos(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("fleetdns-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	quick := fs.Bool("quick", false, "a run under a minute: fleetdns and unbound, 2 s per workload, one round, small zone")
@@ -65,17 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer os.RemoveAll(work)
 	if *fleetdns == "" {
-		*fleetdns = filepath.Join(work, "fleetdns")
-		// Stamp the commit, so the report says which fleetdns it measured.
-		rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
-		ver := strings.TrimSpace(string(rev))
-		if ver == "" {
-			ver = "devel"
-		}
-		build := exec.Command("go", "build", "-ldflags", "-X main.version="+ver, "-o", *fleetdns,
-			"github.com/fleetdns/fleetdns/cmd/fleetdns")
-		build.Stdout, build.Stderr = stderr, stderr
-		if err := build.Run(); err != nil {
+		if *fleetdns, err = buildFleetdns(work, stderr); err != nil {
 			fmt.Fprintln(stderr, "build fleetdns:", err)
 			return 1
 		}
@@ -131,4 +125,19 @@ func pinSelf(cpu int, args []string, stderr io.Writer) (int, bool) {
 		return 1, true
 	}
 	return 0, true
+}
+
+// buildFleetdns builds ./cmd/fleetdns into dir, stamped with the commit so the report says which
+// fleetdns it measured.
+func buildFleetdns(dir string, stderr io.Writer) (string, error) {
+	bin := filepath.Join(dir, "fleetdns")
+	rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
+	ver := strings.TrimSpace(string(rev))
+	if ver == "" {
+		ver = "devel"
+	}
+	build := exec.Command("go", "build", "-ldflags", "-X main.version="+ver, "-o", bin,
+		"github.com/fleetdns/fleetdns/cmd/fleetdns")
+	build.Stdout, build.Stderr = stderr, stderr
+	return bin, build.Run()
 }

@@ -75,3 +75,12 @@ func lineWith(s, sub string) string {
 	}
 	return ""
 }
+
+func TestChaosFlags(t *testing.T) {
+	for _, args := range [][]string{{"-loss", "10,x"}, {"-loss", "101"}, {"-nope"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), append([]string{"chaos"}, args...), &stdout, &stderr); code != 2 {
+			t.Errorf("chaos %v: exit %d, want 2 (usage)\n%s", args, code, stderr.String())
+		}
+	}
+}
