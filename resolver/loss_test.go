@@ -221,7 +221,7 @@ func TestStaleAtOnceWhileRefreshFails(t *testing.T) {
 		}
 		limit := 10 * time.Millisecond
 		if i == 0 {
-			limit = 200 * time.Millisecond // the refresh's first timer, about the 20ms floor
+			limit = 100 * time.Millisecond // what an answer normally takes (2ms here), with room for a loaded machine
 		}
 		if d > limit {
 			t.Errorf("query %d: stale answer after %s, want under %s", i, d, limit)

@@ -18,6 +18,7 @@ import (
 // despite being asked, so loss on a busy path never takes it out.
 const (
 	minRTO       = 20 * time.Millisecond
+	minExpected  = 2 * time.Millisecond // a floor under expected: timers and scheduling jitter
 	maxRTO       = 4 * time.Second        // an upstream measured slower than this is waited for this long
 	unknownRTO   = 376 * time.Millisecond // never answered yet: unbound's UNKNOWN_SERVER_NICENESS
 	downAfter    = 3                      // consecutive unanswered sends...
@@ -71,6 +72,17 @@ func (u *Upstream) rto() time.Duration {
 		return unknownRTO
 	}
 	return min(maxRTO, max(minRTO, u.srtt+4*u.rttvar))
+}
+
+// expected is how long an answer from this upstream normally takes, srtt + 4·rttvar without
+// the RTO's floor: a client holding a stale answer waits no longer than that for a refresh.
+func (u *Upstream) expected() time.Duration {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.samples == 0 {
+		return unknownRTO
+	}
+	return min(maxRTO, max(minExpected, u.srtt+4*u.rttvar))
 }
 
 // answered records an answer to one send and that send's round-trip time (RFC 6298 smoothing).

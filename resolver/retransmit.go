@@ -68,8 +68,8 @@ type udpQuery struct {
 // resolveUDP asks the pool's upstreams for q over UDP. The first packet goes to the best live
 // upstream (and, in parallel, to any down upstream whose probe is due); when the query's timer
 // runs out it sends again, to the next upstreams in turn, with the timer backed off for this
-// query only. slow, if set, is called once when the first timer runs out: a client holding a
-// stale answer need not wait longer.
+// query only. slow, if set, is called once when no answer came in the time one normally takes
+// (the upstream's srtt + 4·rttvar): a client holding a stale answer need not wait longer.
 func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do, cd bool, slow func()) (*dns.Msg, error) {
 	live, probes := p.plan(time.Now())
 	if len(live) == 0 {
@@ -97,7 +97,9 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 	}
 	deadline, _ := ctx.Deadline()
 	wait := live[0].rto()
-	next := time.Now().Add(wait)
+	start := time.Now()
+	next := start.Add(wait)
+	slowAt := start.Add(min(wait, live[0].expected()))
 	turn := 1 // live[turn % len] gets the next retransmission
 	var lastErr error
 
@@ -108,7 +110,11 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 		if len(uq.sent) >= maxSends || (!deadline.IsZero() && next.After(deadline)) {
 			next = deadline // nothing more to send: wait for what was sent
 		}
-		conn.SetReadDeadline(next)
+		readUntil := next
+		if slow != nil && slowAt.Before(next) {
+			readUntil = slowAt
+		}
+		conn.SetReadDeadline(readUntil)
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		now := time.Now()
 		if err != nil {
@@ -123,8 +129,13 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 				return nil, errors.Join(lastErr, context.DeadlineExceeded)
 			}
 			if slow != nil {
+				// Later than an answer normally takes: whoever holds a stale answer need
+				// not wait on. Retransmission still waits for the RTO.
 				slow()
 				slow = nil
+				if now.Before(next) {
+					continue
+				}
 			}
 			for range copiesPerRetransmit {
 				u := uq.nextLive(live, &turn)
