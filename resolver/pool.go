@@ -18,7 +18,7 @@ import (
 // despite being asked, so loss on a busy path never takes it out.
 const (
 	minRTO       = 20 * time.Millisecond
-	minExpected  = 2 * time.Millisecond // a floor under expected: timers and scheduling jitter
+	minExpected  = 2 * time.Millisecond   // a floor under expected: timers and scheduling jitter
 	maxRTO       = 4 * time.Second        // an upstream measured slower than this is waited for this long
 	unknownRTO   = 376 * time.Millisecond // never answered yet: unbound's UNKNOWN_SERVER_NICENESS
 	downAfter    = 3                      // consecutive unanswered sends...
