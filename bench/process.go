@@ -159,6 +159,8 @@ func (p *Process) Kill() {
 		if p.exited() {
 			return
 		}
+		// The system first, then the descendants found before: a parent that restarts its
+		// children (NSD's main process) is gone before it could replace one killed first.
 		left, _ := processTree(p.PID())
 		_ = p.cmd.Process.Kill()
 		p.killLeft(left)

@@ -56,14 +56,12 @@ const chaosTestLoad = 12 * time.Second
 // difference between the two retransmission strategies (their steps are hundreds of ms apart).
 const tailSlack = 10 * time.Millisecond
 
-// TestLoss is the short form of the chaos lab (the full run is `go run ./cmd/fleetdns-bench
-// chaos`): fleetdns and unbound at the same time at 10% and 30% UDP loss both ways, and the
-// issue's targets for fleetdns. It logs the whole table, so a failing run still shows numbers.
-func TestLoss(t *testing.T) {
+// startLab builds fleetdns and the lab, removed when the test ends.
+func startLab(t *testing.T) *Lab {
+	t.Helper()
 	requireTool(t, Available())
 	bin := buildFleetdns(t)
-	ctx := t.Context()
-	l, err := Start(ctx, Config{Dir: t.TempDir(), FleetdnsBinary: bin, Log: logWriter{t}})
+	l, err := Start(t.Context(), Config{Dir: t.TempDir(), FleetdnsBinary: bin, Log: logWriter{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +70,15 @@ func TestLoss(t *testing.T) {
 			t.Errorf("closing the lab: %v", err)
 		}
 	})
+	return l
+}
+
+// TestLoss is the short form of the chaos lab (the full run is `go run ./cmd/fleetdns-bench
+// chaos`): fleetdns and unbound at the same time at 10% and 30% UDP loss both ways, and the
+// issue's targets for fleetdns. It logs the whole table, so a failing run still shows numbers.
+func TestLoss(t *testing.T) {
+	l := startLab(t)
+	ctx := t.Context()
 	var rs []*Result
 	for _, pct := range []int{10, 30} {
 		r, err := l.RunLoss(ctx, pct, chaosTestLoad)
@@ -109,6 +116,38 @@ func TestLoss(t *testing.T) {
 					ms(fp99), ms(u.Uncached.Quantile(0.99)), ms(u.Uncached.QuantileUpperBound(0.99)), tailSlack, ms(bound))
 			}
 		})
+	}
+}
+
+// TestBlackhole is the short form of the outage scenario: the upstream blackholed for 8 s. It
+// holds fleetdns to what serve-stale promises (every cached name answered during and after the
+// outage) and to a quick recovery: new names answered again within 2 s of the restore.
+func TestBlackhole(t *testing.T) {
+	l := startLab(t)
+	r, err := l.RunOutage(t.Context(), Blackhole, 3*time.Second, 8*time.Second, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("machine: %s; fleetdns %s, unbound %s\n%s", ThisMachine(), l.Versions()["fleetdns"], l.Versions()["unbound"],
+		OutageTable([]*OutageResult{r}))
+	if c := r.Counters; c.DropOut == 0 || c.UDPIn != 0 {
+		t.Fatalf("%s: want queries to the upstream dropped and no UDP packet from it during the blackhole", c)
+	}
+	for _, phase := range []struct {
+		name string
+		rs   []SystemResult
+	}{{"during the blackhole", r.During}, {"after the restore", r.AfterRestore}} {
+		for _, s := range phase.rs {
+			if s.Name == "fleetdns" && s.Cached.Failed() != 0 {
+				t.Errorf("fleetdns %s: %d of %d cached lookups failed (%d SERVFAIL, %d lost), want 0 (serve-stale)",
+					phase.name, s.Cached.Failed(), s.Cached.Sent, s.Cached.ServFail, s.Cached.Lost)
+			}
+		}
+	}
+	for _, rc := range r.Recovery {
+		if rc.Name == "fleetdns" && (rc.FirstAnswer < 0 || rc.FirstAnswer > 2*time.Second) {
+			t.Errorf("fleetdns: first uncached answer %s after the restore, want within 2 s", since(rc.FirstAnswer))
+		}
 	}
 }
 

@@ -123,8 +123,9 @@ func Start(ctx context.Context, cfg Config) (l *Lab, err error) {
 			l = nil
 		}
 	}()
-	// Two labs would share the fixed names, and the second would delete the first's namespaces.
-	if l.lock, err = lockFile(filepath.Join(os.TempDir(), "fleetdns-chaos.lock")); err != nil {
+	// Two labs would share the fixed names, and the second would delete the first's namespaces:
+	// one waits for the other.
+	if l.lock, err = lockFile(ctx, filepath.Join(os.TempDir(), "fleetdns-chaos.lock"), l.logf); err != nil {
 		return l, err
 	}
 	if err := removeLeftovers(l.logf); err != nil {
@@ -154,17 +155,36 @@ func (l *Lab) logf(format string, args ...any) {
 	}
 }
 
-// lockFile takes an exclusive lock on path, or fails at once if another lab holds it.
-func lockFile(path string) (*os.File, error) {
+// lockWait bounds how long Start waits for another lab on the machine to finish.
+const lockWait = 3 * time.Minute
+
+// lockFile takes an exclusive lock on path, waiting up to lockWait while another lab holds it.
+func lockFile(ctx context.Context, path string, logf func(string, ...any)) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("chaos lab: another lab runs (%s is locked): %w", path, err)
+	deadline := time.Now().Add(lockWait)
+	for logged := false; ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("chaos lab: another lab runs (%s is locked) and did not finish within %s: %w", path, lockWait, err)
+		}
+		if !logged {
+			logf("another chaos lab runs on this machine (%s is locked); waiting up to %s", path, lockWait)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return f, nil
 }
 
 // removeLeftovers deletes the namespaces of a lab that crashed. Its processes died with it
