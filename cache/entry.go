@@ -123,6 +123,13 @@ func (e *Entry) ClaimRetry(now time.Time, interval time.Duration) bool {
 	return e.lastRetry.CompareAndSwap(last, t)
 }
 
+// RetryDue reports, without claiming it, whether ClaimRetry would let a refresh start now. No:
+// one runs or ran moments ago, and the stale answer can go out at once.
+func (e *Entry) RetryDue(now time.Time, interval time.Duration) bool {
+	last := e.lastRetry.Load()
+	return last == 0 || since(now)-last >= int64(interval)
+}
+
 // Reply describes the client's query, whose details the stored answer is patched with.
 type Reply struct {
 	ID      uint16

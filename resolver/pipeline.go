@@ -109,7 +109,17 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	case cache.Prefetch:
 		s.prefetch(&q)
 		src = srcPrefetch
-	case cache.Stale, cache.Miss:
+	case cache.Stale:
+		if e.RetryDue(now, s.cfg.StaleRetry) {
+			return nil, srcMiss // its refresh starts off the read loop
+		}
+		// A refresh of it runs or failed moments ago: the stale answer goes out at once,
+		// without leaving the read loop, so an outage costs no goroutines for cached names.
+		s.Stats.Misses.Add(1)
+		r := s.reply(&q, tcp)
+		r.Stale = true
+		return e.AppendAnswer(dst, &r, now), srcStale
+	case cache.Miss:
 		return nil, srcMiss
 	}
 	r := s.reply(&q, tcp)
@@ -283,7 +293,9 @@ func (s *Server) runFlight(p pending, f *flight, inline bool) {
 			e, err = s.cache.Build(&p.cq, resp, now)
 		}
 		if err != nil {
-			s.fails.record(p.key, now)
+			if !errors.Is(err, ErrUpstreamsDown) { // that is the pool's state, not the name's
+				s.fails.record(p.key, now)
+			}
 			s.log.LogAttrs(context.Background(), slog.LevelDebug, "resolution failed",
 				slog.String("name", p.dq.Name), slog.String("err", err.Error()))
 		} else {

@@ -23,8 +23,8 @@ const (
 	unknownRTO   = 376 * time.Millisecond // never answered yet: unbound's UNKNOWN_SERVER_NICENESS
 	downAfter    = 3                      // consecutive unanswered sends...
 	downQuiet    = time.Second            // ...and no answer for this long: down
-	firstProbe   = time.Second            // a down upstream is probed after this, then less often
-	maxProbe     = 4 * time.Second
+	firstProbe   = 500 * time.Millisecond // a down upstream is probed after this, then less often
+	maxProbe     = time.Second
 	exploreOneIn = 20 // on average one query in 20 goes first to a live upstream other than the fastest
 )
 
@@ -125,6 +125,12 @@ func (u *Upstream) unanswered(now, sentAt time.Time) {
 		u.probeEvery = firstProbe
 		u.probeAt = now.Add(firstProbe)
 	}
+}
+
+func (u *Upstream) isDown() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.down
 }
 
 // state tells how a query may use u now: live, or down; a down upstream whose probe is due is

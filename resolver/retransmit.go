@@ -45,6 +45,7 @@ type sent struct {
 	id       uint16
 	at       time.Time
 	answered bool
+	timedOut bool // counted as unanswered when its query's timer ran out
 }
 
 // udpQuery is one resolution over UDP. It sends from one socket of its own, unconnected, so
@@ -91,6 +92,7 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 	uq := &udpQuery{f: f, p: p, q: q, do: do, cd: cd, conn: conn, wire: wire,
 		sent: make([]sent, 0, maxSends)}
 	defer uq.finish()
+	onProbe := live[0].isDown() // no live upstream: this query is the probe of a down one
 	uq.send(live[0])
 	for _, u := range probes {
 		uq.send(u)
@@ -136,6 +138,12 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 				if now.Before(next) {
 					continue
 				}
+			}
+			// What went unanswered until now tells the upstreams' health at once, so that a
+			// dead one is marked down after its second of silence, not after the deadline.
+			uq.timedOut(now)
+			if !onProbe && allDown(live) {
+				return nil, errors.Join(lastErr, ErrUpstreamsDown)
 			}
 			for range copiesPerRetransmit {
 				u := uq.nextLive(live, &turn)
@@ -292,16 +300,35 @@ func isErrorRcode(rc int) bool {
 		rc == dns.RcodeNotImplemented
 }
 
-// finish records the packets that got no answer while the query waited: they tell the
-// upstream's health, never its RTT estimate.
+// timedOut records the packets still unanswered when the query's timer ran out: they tell the
+// upstream's health, never its RTT estimate. Each counts once.
+func (uq *udpQuery) timedOut(now time.Time) {
+	for i := range uq.sent {
+		s := &uq.sent[i]
+		if !s.answered && !s.timedOut {
+			s.timedOut = true
+			s.u.unanswered(now, s.at)
+		}
+	}
+}
+
+// finish records the packets that got no answer while the query waited.
 func (uq *udpQuery) finish() {
-	now := time.Now()
+	uq.timedOut(time.Now())
 	for _, s := range uq.sent {
 		if !s.answered {
-			s.u.unanswered(now, s.at)
 			s.u.record(resultTimeout, 0)
 		}
 	}
+}
+
+func allDown(ups []*Upstream) bool {
+	for _, u := range ups {
+		if !u.isDown() {
+			return false
+		}
+	}
+	return true
 }
 
 func resultFor(rcode int) result {
