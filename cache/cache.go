@@ -236,6 +236,15 @@ func (c *Cache) build(q *Question, m *dns.Msg, now time.Time, rules bool) (*Entr
 	if err != nil {
 		return nil, fmt.Errorf("pack answer: %w", err)
 	}
+	if rules {
+		// miekg/dns unpacks some malformed records into values that pack as rdata nobody can
+		// parse (an SOA without rdata becomes five numbers and no names): stored, such an
+		// answer would reach every client that asks as a packet it cannot read. A miss can
+		// afford the check; local answers (Pack) are made here and need none.
+		if err := new(dns.Msg).Unpack(packed); err != nil {
+			return nil, fmt.Errorf("answer does not unpack once packed: %w", err)
+		}
+	}
 	key := make([]byte, 0, len(q.Name)+5)
 	key = append(key, q.Name...)
 	key = binary.BigEndian.AppendUint16(key, q.Type)

@@ -363,3 +363,15 @@ func ExampleCache() {
 	// 2m0s stale
 	// 2h0m0s miss
 }
+
+// An SOA that came without rdata unpacks as a zero-value SOA, which packs as rdata no one can
+// parse (FuzzUpstreamAnswer found it). Such an answer is refused, not stored and served.
+func TestBuildRefusesWhatDoesNotUnpack(t *testing.T) {
+	c := testCache(t, nil)
+	q := question(t, "nx.example.test", dns.TypeA)
+	m := response(t, "nx.example.test", dns.TypeA, dns.RcodeNameError)
+	m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "example.test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 60}}}
+	if e, err := c.Build(&q, m, t0); err == nil {
+		t.Fatalf("Build(answer with an empty SOA) = entry %v, want an error", e)
+	}
+}

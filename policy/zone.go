@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,7 +151,12 @@ func (p *Policy) addZoneFile(file string) error {
 		return fmt.Errorf("local_data_files: %w", err)
 	}
 	defer f.Close()
-	zp := dns.NewZoneParser(f, "", file)
+	return p.addZone(f, file)
+}
+
+// addZone reads one zone file's records from r; file names it in errors.
+func (p *Policy) addZone(r io.Reader, file string) error {
+	zp := dns.NewZoneParser(r, "", file)
 	var rrs []dns.RR
 	var apex string
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {

@@ -46,9 +46,15 @@ go vet ./...
 # The chaos lab (bench/chaos) measures latencies against targets of a few milliseconds, so it
 # runs alone after the rest (go test runs packages in parallel, and the others' tests would
 # share its CPUs) and without -race, which doubles the load generator's own latency (cached
-# p99 5-10 ms instead of 1-5 ms for unbound); the load generator is race-tested in bench. Both
-# steps run even if the first fails.
+# p99 5-10 ms instead of 1-5 ms for unbound); the load generator is race-tested in bench. Every
+# step runs even if one before it fails.
 rc=0
 go test -race -count=1 $(go list ./... | grep -v '/bench/chaos$') || rc=1
+# Each native fuzz target briefly (go runs one -fuzz target per invocation): new inputs beyond
+# the seed corpora, which the run above already replays. A crasher lands in the package's
+# testdata/fuzz/<target>/; keep it there as a regression input.
+for target in resolver:FuzzAnswer resolver:FuzzUpstreamAnswer policy:FuzzZoneFile cmd/fleetdns:FuzzParseConfig; do
+  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime 10s "./${target%%:*}/" || rc=1
+done
 go test -count=1 ./bench/chaos || rc=1
 exit $rc
