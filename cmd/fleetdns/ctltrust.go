@@ -33,7 +33,9 @@ func newTrust(name string, explicit bool) (trust, error) {
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
-		u, err = user.LookupId(name)
+		if byID, idErr := user.LookupId(name); idErr == nil {
+			u, err = byID, nil
+		}
 	}
 	if err != nil {
 		if !explicit {
