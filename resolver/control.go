@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"sort"
@@ -32,8 +31,9 @@ type ControlResponse struct {
 	Data  json.RawMessage `json:"data,omitempty"`
 }
 
-// Control serves the control socket: a unix socket, mode 0600, so that only root or the service
-// user can flush the cache or reload the config.
+// Control serves the control socket: a unix socket, mode 0600, in a directory only root and the
+// service user can write to (created with mode 0750 if missing), so that only they can flush
+// the cache or reload the config, and nobody else can answer in fleetdns's place.
 type Control struct {
 	Path   string
 	Server *Server
@@ -45,23 +45,9 @@ type Control struct {
 
 // Run listens until ctx ends and returns once every connection is served.
 func (c *Control) Run(ctx context.Context) error {
-	if fi, err := os.Lstat(c.Path); err == nil {
-		if fi.Mode().Type() != fs.ModeSocket {
-			return fmt.Errorf("control socket %s: exists and is not a socket", c.Path)
-		}
-		if conn, err := net.DialTimeout("unix", c.Path, time.Second); err == nil {
-			conn.Close()
-			return fmt.Errorf("control socket %s: in use by another process", c.Path)
-		}
-		os.Remove(c.Path) // left by a process that did not stop cleanly
-	}
-	l, err := net.Listen("unix", c.Path)
+	l, err := listenControl(c.Path)
 	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	if err := os.Chmod(c.Path, 0o600); err != nil {
-		l.Close()
-		return fmt.Errorf("control socket: %w", err)
+		return err
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -10,9 +10,17 @@ var identityNames = [][]byte{
 	{8, 'h', 'o', 's', 't', 'n', 'a', 'm', 'e', 4, 'b', 'i', 'n', 'd', 0},
 }
 
-// identity answers id.server. and hostname.bind. CH TXT with the node's ID, so that operators
-// and clients can tell which anycast node answered; nil for any other question.
-func (s *Server) identity(q *query) *dns.Msg {
+// chaos answers a CHAOS-class query, which is never forwarded: the upstream's answer to
+// version.bind, hostname.bind or id.server names the upstream's software and host, which a
+// client of the stub has no business learning. With a node ID (server mode) id.server. and
+// hostname.bind. are answered with it, so that operators and clients can tell which anycast
+// node answered. Every other CHAOS query, and these too without a node ID (client mode), is
+// REFUSED with no records: what unbound answers with hide-identity and hide-version (its test
+// version_bind_hide.rpl), since it has no CH data either. A nil message means REFUSED.
+func (s *Server) chaos(q *query) *dns.Msg {
+	if s.nodeID == nil {
+		return nil
+	}
 	name := q.lowerName()
 	for _, n := range identityNames {
 		if string(name) != string(n) {

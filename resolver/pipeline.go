@@ -86,10 +86,11 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
 		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
-	if q.qclass == dns.ClassCHAOS && s.nodeID != nil {
-		if m := s.identity(&q); m != nil {
+	if q.qclass == dns.ClassCHAOS {
+		if m := s.chaos(&q); m != nil {
 			return s.respond(dst, &q, tcp, dns.RcodeSuccess, m, now), srcLocal
 		}
+		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
 	pq := q.policyQuestion()
 	switch v := p.Decide(&pq); v.Action {

@@ -21,7 +21,15 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	socket := fs.String("socket", defaultControlSocket, "control socket of the running fleetdns")
 	asJSON := fs.Bool("json", false, "print the answer as JSON, for scripts")
+	service := fs.String("user", defaultServiceUser, "the user fleetdns runs as (name or uid): ctl answers only from a socket of root, of you or of this user")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "user" })
+	tr, err := newTrust(*service, explicit)
+	if err != nil {
+		fmt.Fprintf(stderr, "fleetdns ctl: %v\n", err)
 		return 2
 	}
 	verb, arg := fs.Arg(0), fs.Arg(1)
@@ -33,10 +41,10 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	default:
-		fmt.Fprintln(stderr, "usage: fleetdns ctl [-socket PATH] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload | bgp | failover")
+		fmt.Fprintln(stderr, "usage: fleetdns ctl [-socket PATH] [-user NAME] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload | bgp | failover")
 		return 2
 	}
-	resp, err := ask(*socket, resolver.ControlRequest{Verb: verb, Arg: arg})
+	resp, err := ask(*socket, tr, resolver.ControlRequest{Verb: verb, Arg: arg})
 	if err != nil {
 		fmt.Fprintf(stderr, "fleetdns ctl: %v\n", err)
 		return 1
@@ -58,13 +66,21 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func ask(socket string, req resolver.ControlRequest) (resolver.ControlResponse, error) {
+// ask sends req and reads the answer, once both the socket file and the process listening on
+// it are known to belong to a trusted user: nothing is sent before.
+func ask(socket string, tr trust, req resolver.ControlRequest) (resolver.ControlResponse, error) {
 	var resp resolver.ControlResponse
+	if err := tr.checkFile(socket); err != nil {
+		return resp, err
+	}
 	c, err := net.DialTimeout("unix", socket, 2*time.Second)
 	if err != nil {
 		return resp, err
 	}
 	defer c.Close()
+	if err := tr.checkPeer(socket, c); err != nil {
+		return resp, err
+	}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	b, _ := json.Marshal(req)
 	if _, err := c.Write(append(b, '\n')); err != nil {

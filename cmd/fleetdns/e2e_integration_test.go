@@ -102,6 +102,12 @@ type proc struct {
 
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startProcAttr(t, &syscall.SysProcAttr{}, name, args...)
+}
+
+// startProcAttr is startProc with attributes for the child, such as the user it runs as.
+func startProcAttr(t *testing.T, attr *syscall.SysProcAttr, name string, args ...string) *proc {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -111,7 +117,8 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the test binary dies, so does the program, instead of lingering.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = attr
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

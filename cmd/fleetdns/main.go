@@ -36,7 +36,7 @@ const usage = `usage:
   fleetdns client [-config FILE]   run the caching stub (embedded defaults without -config)
   fleetdns server -config FILE     run an anycast node: the same pipeline plus BGP
   fleetdns check -config FILE      validate a config file
-  fleetdns ctl [-socket PATH] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload
+  fleetdns ctl [-socket PATH] [-user NAME] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload
   fleetdns version                 print the version
 `
 

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -63,17 +62,12 @@ func (o *ops) start(ctx context.Context, cfg config, path string, srv *resolver.
 		log.Info("metrics", "listen", l.Addr().String())
 	}
 	if cfg.Ops.ControlSocket != "" {
-		// /run/fleetdns may not exist yet on a host without the systemd unit's RuntimeDirectory.
-		if err := os.MkdirAll(filepath.Dir(cfg.Ops.ControlSocket), 0o755); err != nil {
-			log.Warn("no control socket", "err", err)
-		} else {
-			c := &resolver.Control{Path: cfg.Ops.ControlSocket, Server: srv, Reload: rl.reload, Status: extra.verbs}
-			o.wg.Go(func() {
-				if err := c.Run(ctx); err != nil {
-					log.Warn("no control socket", "err", err)
-				}
-			})
-		}
+		c := &resolver.Control{Path: cfg.Ops.ControlSocket, Server: srv, Reload: rl.reload, Status: extra.verbs}
+		o.wg.Go(func() {
+			if err := c.Run(ctx); err != nil {
+				log.Warn("no control socket", "err", err)
+			}
+		})
 	}
 	if path != "" {
 		o.wg.Go(func() {

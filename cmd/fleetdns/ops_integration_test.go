@@ -283,9 +283,16 @@ type ctlResult struct {
 
 func runCtlBin(t *testing.T, args ...string) ctlResult {
 	t.Helper()
+	return runCtlAs(t, binary(t), nil, args...)
+}
+
+// runCtlAs runs bin's "ctl args" with attributes for the process (nil: none).
+func runCtlAs(t *testing.T, bin string, attr *syscall.SysProcAttr, args ...string) ctlResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t), append([]string{"ctl"}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"ctl"}, args...)...)
+	cmd.SysProcAttr = attr
 	// A race-enabled binary otherwise sleeps a second at exit, and the tests run ctl often.
 	cmd.Env = append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	var stdout, stderr bytes.Buffer
