@@ -78,3 +78,48 @@ func TestNotImplementedWithoutRA(t *testing.T) {
 		})
 	}
 }
+
+// TestOtherClassesAnsweredLocally asks in class NONE, ANY, HS and an unassigned class, over UDP
+// and TCP: each is REFUSED at once and the upstream never sees it. CHAOS names other than the
+// identity ones still go upstream.
+func TestOtherClassesAnsweredLocally(t *testing.T) {
+	up := startFault(t, "192.0.2.1", 300)
+	s := startServer(t, Config{Forward: forwardTo(up)}, testCacheConfig())
+	for _, tc := range []struct {
+		name  string
+		class uint16
+	}{
+		{"none", dns.ClassNONE},
+		{"any", dns.ClassANY},
+		{"hesiod", dns.ClassHESIOD},
+		{"unassigned 42", 42},
+	} {
+		for _, netw := range []string{"udp", "tcp"} {
+			t.Run(tc.name+"/"+netw, func(t *testing.T) {
+				start := time.Now()
+				r, err := exchange(s, netw, "www.example.test", dns.TypeA, func(m *dns.Msg) {
+					m.Question[0].Qclass = tc.class
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := time.Since(start); d > time.Second {
+					t.Errorf("answered after %s, want at once", d)
+				}
+				if r.Rcode != dns.RcodeRefused || len(r.Question) != 1 || r.Question[0].Qclass != tc.class {
+					t.Errorf("rcode %s question %v, want REFUSED to the question asked", dns.RcodeToString[r.Rcode], r.Question)
+				}
+			})
+		}
+	}
+	if n := up.Queries(); n != 0 {
+		t.Errorf("upstream got %d queries, want none", n)
+	}
+	r, err := exchange(s, "udp", "version.bind", dns.TypeTXT, func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.Queries() == 0 || r.Rcode == dns.RcodeRefused {
+		t.Errorf("version.bind CH TXT: rcode %s, upstream queries %d; want it forwarded", dns.RcodeToString[r.Rcode], up.Queries())
+	}
+}

@@ -86,9 +86,24 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
 		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
-	if q.qclass == dns.ClassCHAOS && s.nodeID != nil {
-		if m := s.identity(&q); m != nil {
-			return s.respond(dst, &q, tcp, dns.RcodeSuccess, m, now), srcLocal
+	if q.qclass != dns.ClassINET { // one comparison on the hit path; the rest only for other classes
+		if q.qclass != dns.ClassCHAOS {
+			// Class NONE and ANY are meta-classes (RFC 2136, RFC 1035 3.2.5), meaningful in
+			// UPDATE prerequisites and to servers holding several classes; our upstreams serve
+			// IN, and a forwarded class NONE query only timed out into SERVFAIL while it held a
+			// slot. No forward zone or policy rule is per class, so no other class (HS, the
+			// unassigned ones) has an upstream that could answer either. All are REFUSED here,
+			// at once: what BIND answers for a class no view serves, and the rcode that says
+			// "not from this server" where NOTIMP would claim the query kind (RFC 1035 4.1.1)
+			// is unknown. unbound instead resolves class ANY as one query per class it has
+			// hints for, which a forwarder without per-class upstreams has no way to do.
+			return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
+		}
+		// CHAOS: the node's identity here; version.bind and the like go to the upstreams.
+		if s.nodeID != nil {
+			if m := s.identity(&q); m != nil {
+				return s.respond(dst, &q, tcp, dns.RcodeSuccess, m, now), srcLocal
+			}
 		}
 	}
 	pq := q.policyQuestion()
