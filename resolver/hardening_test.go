@@ -123,3 +123,48 @@ func TestOtherClassesAnsweredLocally(t *testing.T) {
 		t.Errorf("version.bind CH TXT: rcode %s, upstream queries %d; want it forwarded", dns.RcodeToString[r.Rcode], up.Queries())
 	}
 }
+
+// TestMinimalANY asks ANY over UDP and TCP, with and without DO: the answer is one HINFO
+// "RFC8482" "" record (RFC 8482 section 4.2) made locally, no upstream is asked, and repeats
+// are cache hits.
+func TestMinimalANY(t *testing.T) {
+	up := startFault(t, "192.0.2.1", 300)
+	s := startServer(t, Config{Forward: forwardTo(up)}, testCacheConfig())
+	for _, tc := range []struct {
+		name string
+		netw string
+		do   bool
+	}{
+		{"udp", "udp", false},
+		{"udp again", "udp", false},
+		{"tcp", "tcp", false},
+		{"udp with DO", "udp", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := exchange(s, tc.netw, "Www.Example.test", dns.TypeANY, func(m *dns.Msg) {
+				if tc.do {
+					m.SetEdns0(1232, true)
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Rcode != dns.RcodeSuccess || !r.RecursionAvailable || r.AuthenticatedData || len(r.Answer) != 1 {
+				t.Fatalf("rcode %s RA %v AD %v answer %v, want NOERROR, RA, no AD and one record",
+					dns.RcodeToString[r.Rcode], r.RecursionAvailable, r.AuthenticatedData, r.Answer)
+			}
+			h, ok := r.Answer[0].(*dns.HINFO)
+			if !ok || h.Cpu != "RFC8482" || h.Os != "" || h.Hdr.Name != "Www.Example.test." ||
+				h.Hdr.Ttl > anyTTL || h.Hdr.Ttl < anyTTL-60 {
+				t.Errorf("answer %v, want Www.Example.test. %d IN HINFO \"RFC8482\" \"\"", r.Answer[0], anyTTL)
+			}
+		})
+	}
+	if n := up.Queries(); n != 0 {
+		t.Errorf("upstream got %d queries, want none", n)
+	}
+	// The first query of each DO setting made the answer; the others were hits.
+	if got := s.Stats.Hits(); got != 2 {
+		t.Errorf("cache hits %d, want 2", got)
+	}
+}

@@ -122,9 +122,14 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	src := srcCache
 	switch st {
 	case cache.Prefetch:
-		s.prefetch(&q)
+		if q.qtype != dns.TypeANY { // the minimal answer is made here again once it expires
+			s.prefetch(&q)
+		}
 		src = srcPrefetch
 	case cache.Stale, cache.Miss:
+		if q.qtype == dns.TypeANY && q.qclass == dns.ClassINET {
+			return s.minimalANY(dst, &q, tcp, now), srcLocal
+		}
 		return nil, srcMiss
 	}
 	r := s.reply(&q, tcp)
@@ -132,6 +137,39 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	s.Stats.Answers[src].Add(1)
 	s.Stats.Requests[typeSlot(q.qtype)][e.Rcode()].Add(1)
 	return out, src
+}
+
+// anyTTL is the TTL of the minimal answer to ANY. RFC 8482 section 4.2 leaves it to the
+// operator: long enough that a client repeating its ANY query is answered from caches, short
+// enough that a change of this policy reaches them. An hour, well under the day the cache keeps
+// anything at most.
+const anyTTL = 3600
+
+// minimalANY answers a qtype ANY query in class IN with one synthesized HINFO "RFC8482" ""
+// record (RFC 8482 section 4.2), and stores it, so that repeats are plain cache hits. An ANY
+// answer from upstream is the classic amplification reflector and, from a cache, never complete
+// anyway (RFC 8482 section 2). It is the same over TCP, though section 4.4 would allow a full
+// answer there: our upstreams minimize ANY themselves more often than not, and one answer for
+// both transports keeps one cache entry. The name's existence is not checked: that would take
+// the upstream query this answer exists to avoid. Local zones and data still answer ANY first.
+func (s *Server) minimalANY(dst []byte, q *query, tcp bool, now time.Time) []byte {
+	qq := q.question()
+	m := new(dns.Msg)
+	m.Response = true
+	m.Question = []dns.Question{qq}
+	m.Answer = []dns.RR{&dns.HINFO{
+		Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: anyTTL},
+		Cpu: "RFC8482",
+	}}
+	cq := q.cacheQuestion()
+	e, err := s.cache.Build(&cq, m, now)
+	if err != nil {
+		s.log.Error("pack minimal ANY answer", "err", err)
+		return nil
+	}
+	s.cache.Put(e)
+	r := s.reply(q, tcp)
+	return e.AppendAnswer(dst, &r, now)
 }
 
 // reply is how an answer is patched for this client: the query's details plus the server's
