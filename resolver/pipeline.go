@@ -29,11 +29,12 @@ const (
 	srcStale                  // an expired answer, served because the upstreams failed or were slow
 	srcServfail               // resolution failed and nothing stale was there
 	srcSynth                  // policy: synthesize.ip and synthesize.dc
+	srcSlipped                // over the rate limit: truncated, so the client retries over TCP
 )
 
 func (s source) String() string {
 	return [...]string{"drop", "error", "refused", "local", "cache", "prefetch", "miss", "upstream", "stale",
-		"servfail", "synthesized"}[s]
+		"servfail", "synthesized", "rate_limited"}[s]
 }
 
 // policySource tells answers that policy synthesized from those of local zones and the junk
@@ -79,6 +80,16 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	p := s.policy.Load()
 	if !p.Allowed(from.Addr()) {
 		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
+	}
+	if s.rrl != nil && !tcp {
+		switch s.rrl.decide(from.Addr(), now) {
+		case rrlDrop:
+			s.hit(limitRRLDropped)
+			return nil, srcDrop
+		case rrlSlip:
+			s.hit(limitRRLSlipped)
+			return appendSlip(dst, pkt, &q), srcSlipped
+		}
 	}
 	if q.edns && q.version != 0 {
 		return s.badVersion(dst, pkt), srcError
