@@ -89,12 +89,14 @@ const (
 	limitTCPLifetime                    // a connection closed at its Lifetime
 	limitTCPMaxQueries                  // a connection closed after MaxQueries queries
 	limitUDPQuerySize                   // a UDP query over maxUDPQuery bytes answered FORMERR
+	limitRRLDropped                     // a UDP answer over its prefix's RateLimit, dropped
+	limitRRLSlipped                     // a UDP answer over its prefix's RateLimit, sent truncated
 	numLimits
 )
 
 func (l limit) String() string {
 	return [...]string{"inflight_per_client", "tcp_conns", "tcp_conns_per_client", "tcp_access_control",
-		"tcp_pipeline", "tcp_write_timeout", "tcp_lifetime", "tcp_queries_per_conn", "udp_query_size"}[l]
+		"tcp_pipeline", "tcp_write_timeout", "tcp_lifetime", "tcp_queries_per_conn", "udp_query_size", "rrl_dropped", "rrl_slipped"}[l]
 }
 
 func (s *Server) hit(l limit) { s.Stats.Limits[l].Add(1) }

@@ -65,7 +65,7 @@ func typeSlotName(i int) string {
 	return "other"
 }
 
-const numSources = int(srcSynth) + 1
+const numSources = int(srcSlipped) + 1
 
 // count records one reply by query type, rcode and where it came from.
 func (s *Server) count(resp []byte, src source) {
@@ -111,7 +111,7 @@ func (r result) String() string {
 
 var (
 	descRequests   = prometheus.NewDesc("fleetdns_requests_total", "Queries answered, by query type and response code.", []string{"type", "rcode"}, nil)
-	descAnswers    = prometheus.NewDesc("fleetdns_answers_total", "Answers by where they came from: local (local zones and data, junk guard, AAAA block), synthesized, cache, prefetch (a hit that started a refresh), upstream, stale, servfail, refused, error.", []string{"source"}, nil)
+	descAnswers    = prometheus.NewDesc("fleetdns_answers_total", "Answers by where they came from: local (local zones and data, junk guard, AAAA block), synthesized, cache, prefetch (a hit that started a refresh), upstream, stale, servfail, refused, error, rate_limited (truncated by rate_limit).", []string{"source"}, nil)
 	descPolicy     = prometheus.NewDesc("fleetdns_policy_decisions_total", "Queries answered by a policy rule.", []string{"rule"}, nil)
 	descHits       = prometheus.NewDesc("fleetdns_cache_hits_total", "Queries answered from a fresh cache entry.", nil, nil)
 	descMisses     = prometheus.NewDesc("fleetdns_cache_misses_total", "Queries that found no fresh cache entry.", nil, nil)
@@ -124,7 +124,7 @@ var (
 	descUpQueries  = prometheus.NewDesc("fleetdns_upstream_queries_total", "Queries sent to upstreams, by forward zone, upstream and result.", []string{"zone", "upstream", "result"}, nil)
 	descUpRTT      = prometheus.NewDesc("fleetdns_upstream_rtt_seconds", "Round-trip time of upstream queries that got an answer.", []string{"zone", "upstream"}, nil)
 	descUpHealthy  = prometheus.NewDesc("fleetdns_upstream_healthy", "1 while an upstream is considered healthy, 0 while it is marked down.", []string{"zone", "upstream"}, nil)
-	descLimits     = prometheus.NewDesc("fleetdns_limit_hits_total", "Times a limit on what clients may hold was hit, by limit: inflight_per_client (a miss over its client's share of the in-flight slots: dropped over UDP, REFUSED over TCP), tcp_conns (a connection closed at accept, all TCP slots taken), tcp_conns_per_client (closed at accept, its client had its share of them), tcp_access_control (a client outside access control closed, at accept or after its REFUSED answer), tcp_pipeline (a connection reached its cap of misses in flight and was not read until one was answered), tcp_write_timeout (closed because a reply could not be written in time: a client that does not read), tcp_lifetime (closed at its lifetime cap), tcp_queries_per_conn (closed after its cap of queries), udp_query_size (a UDP query too large to read whole, answered FORMERR).", []string{"limit"}, nil)
+	descLimits     = prometheus.NewDesc("fleetdns_limit_hits_total", "Times a limit on what clients may hold was hit, by limit: inflight_per_client (a miss over its client's share of the in-flight slots: dropped over UDP, REFUSED over TCP), tcp_conns (a connection closed at accept, all TCP slots taken), tcp_conns_per_client (closed at accept, its client had its share of them), tcp_access_control (a client outside access control closed, at accept or after its REFUSED answer), tcp_pipeline (a connection reached its cap of misses in flight and was not read until one was answered), tcp_write_timeout (closed because a reply could not be written in time: a client that does not read), tcp_lifetime (closed at its lifetime cap), tcp_queries_per_conn (closed after its cap of queries), udp_query_size (a UDP query too large to read whole, answered FORMERR), rrl_dropped (a UDP answer over its client prefix's rate_limit, dropped), rrl_slipped (one over it sent truncated, for the client to retry over TCP).", []string{"limit"}, nil)
 	descTCPConns   = prometheus.NewDesc("fleetdns_tcp_connections", "Open client TCP connections.", nil, nil)
 	descMismatched = prometheus.NewDesc("fleetdns_upstream_mismatched_responses_total", "Responses ignored because address, port, ID or question did not match the query (RFC 5452).", nil, nil)
 	descRetrans    = prometheus.NewDesc("fleetdns_upstream_retransmits_total", "Packets sent again because a query's own timer ran out (loss, or a slow upstream).", nil, nil)

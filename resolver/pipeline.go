@@ -29,11 +29,12 @@ const (
 	srcStale                  // an expired answer, served because the upstreams failed or were slow
 	srcServfail               // resolution failed and nothing stale was there
 	srcSynth                  // policy: synthesize.ip and synthesize.dc
+	srcSlipped                // over the rate limit: truncated, so the client retries over TCP
 )
 
 func (s source) String() string {
 	return [...]string{"drop", "error", "refused", "local", "cache", "prefetch", "miss", "upstream", "stale",
-		"servfail", "synthesized"}[s]
+		"servfail", "synthesized", "rate_limited"}[s]
 }
 
 // policySource tells answers that policy synthesized from those of local zones and the junk
@@ -80,16 +81,38 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	if !p.Allowed(from.Addr()) {
 		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
+	if s.rrl != nil && !tcp {
+		switch s.rrl.decide(from.Addr(), now) {
+		case rrlDrop:
+			s.hit(limitRRLDropped)
+			return nil, srcDrop
+		case rrlSlip:
+			s.hit(limitRRLSlipped)
+			return appendSlip(dst, pkt, &q), srcSlipped
+		}
+	}
 	if q.edns && q.version != 0 {
 		return s.badVersion(dst, pkt), srcError
 	}
 	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
 		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
-	if q.qclass == dns.ClassCHAOS {
-		if m := s.chaos(&q); m != nil {
-			return s.respond(dst, &q, tcp, dns.RcodeSuccess, m, now), srcLocal
+	if q.qclass != dns.ClassINET { // one comparison on the hit path; the rest only for other classes
+		if q.qclass == dns.ClassCHAOS {
+			// The node's identity in server mode; never the upstream's version or host name.
+			if m := s.chaos(&q); m != nil {
+				return s.respond(dst, &q, tcp, dns.RcodeSuccess, m, now), srcLocal
+			}
 		}
+		// Class NONE and ANY are meta-classes (RFC 2136, RFC 1035 3.2.5), meaningful in
+		// UPDATE prerequisites and to servers holding several classes; our upstreams serve
+		// IN, and a forwarded class NONE query only timed out into SERVFAIL while it held a
+		// slot. No forward zone or policy rule is per class, so no other class (HS, the
+		// unassigned ones) has an upstream that could answer either. All are REFUSED here,
+		// at once: what BIND answers for a class no view serves, and the rcode that says
+		// "not from this server" where NOTIMP would claim the query kind (RFC 1035 4.1.1)
+		// is unknown. unbound instead resolves class ANY as one query per class it has
+		// hints for, which a forwarder without per-class upstreams has no way to do.
 		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
 	pq := q.policyQuestion()
@@ -108,9 +131,14 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	src := srcCache
 	switch st {
 	case cache.Prefetch:
-		s.prefetch(&q)
+		if q.qtype != dns.TypeANY { // the minimal answer is made here again once it expires
+			s.prefetch(&q)
+		}
 		src = srcPrefetch
 	case cache.Stale:
+		if q.qtype == dns.TypeANY && q.qclass == dns.ClassINET {
+			return s.minimalANY(dst, &q, tcp, now), srcLocal
+		}
 		if e.RetryDue(now, s.cfg.StaleRetry) {
 			return nil, srcMiss // its refresh starts off the read loop
 		}
@@ -121,6 +149,9 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 		r.Stale = true
 		return e.AppendAnswer(dst, &r, now), srcStale
 	case cache.Miss:
+		if q.qtype == dns.TypeANY && q.qclass == dns.ClassINET {
+			return s.minimalANY(dst, &q, tcp, now), srcLocal
+		}
 		return nil, srcMiss
 	}
 	r := s.reply(&q, tcp)
@@ -128,6 +159,39 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	s.Stats.Answers[src].Add(1)
 	s.Stats.Requests[typeSlot(q.qtype)][e.Rcode()].Add(1)
 	return out, src
+}
+
+// anyTTL is the TTL of the minimal answer to ANY. RFC 8482 section 4.2 leaves it to the
+// operator: long enough that a client repeating its ANY query is answered from caches, short
+// enough that a change of this policy reaches them. An hour, well under the day the cache keeps
+// anything at most.
+const anyTTL = 3600
+
+// minimalANY answers a qtype ANY query in class IN with one synthesized HINFO "RFC8482" ""
+// record (RFC 8482 section 4.2), and stores it, so that repeats are plain cache hits. An ANY
+// answer from upstream is the classic amplification reflector and, from a cache, never complete
+// anyway (RFC 8482 section 2). It is the same over TCP, though section 4.4 would allow a full
+// answer there: our upstreams minimize ANY themselves more often than not, and one answer for
+// both transports keeps one cache entry. The name's existence is not checked: that would take
+// the upstream query this answer exists to avoid. Local zones and data still answer ANY first.
+func (s *Server) minimalANY(dst []byte, q *query, tcp bool, now time.Time) []byte {
+	qq := q.question()
+	m := new(dns.Msg)
+	m.Response = true
+	m.Question = []dns.Question{qq}
+	m.Answer = []dns.RR{&dns.HINFO{
+		Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: anyTTL},
+		Cpu: "RFC8482",
+	}}
+	cq := q.cacheQuestion()
+	e, err := s.cache.Build(&cq, m, now)
+	if err != nil {
+		s.log.Error("pack minimal ANY answer", "err", err)
+		return nil
+	}
+	s.cache.Put(e)
+	r := s.reply(q, tcp)
+	return e.AppendAnswer(dst, &r, now)
 }
 
 // reply is how an answer is patched for this client: the query's details plus the server's

@@ -150,9 +150,15 @@ func (q *query) reply(tcp bool) cache.Reply {
 }
 
 // appendError appends a header-only reply with rcode, echoing ID, opcode and RD: used where the
-// question itself cannot be trusted (FORMERR, NOTIMP).
+// question itself cannot be trusted (FORMERR, NOTIMP). RA is set only in replies to QUERY: RFC
+// 1035 defines it for queries, and a NOTIMP to a NOTIFY, UPDATE or STATUS that claimed recursion
+// would tell a primary or an updater something about a service it never asked for.
 func appendError(dst []byte, pkt []byte, rcode int) []byte {
-	return append(dst, pkt[0], pkt[1], 0x80|pkt[2]&0x79, 0x80|byte(rcode), 0, 0, 0, 0, 0, 0, 0, 0)
+	var ra byte
+	if int(pkt[2]>>3)&0xf == dns.OpcodeQuery {
+		ra = 0x80
+	}
+	return append(dst, pkt[0], pkt[1], 0x80|pkt[2]&0x79, ra|byte(rcode), 0, 0, 0, 0, 0, 0, 0, 0)
 }
 
 // question returns the question in presentation form, for the slow path.

@@ -42,7 +42,9 @@ type Config struct {
 	// MaxInflight/8). Over it, its UDP misses are dropped and its TCP misses REFUSED.
 	MaxInflightPerClient int
 	TCP                  TCPLimits // connections, their lifetime, pipelining and write timeout
-	SocketsPerListener   int       // UDP sockets with SO_REUSEPORT per address (default GOMAXPROCS)
+	// RateLimit limits UDP answers per client prefix, after access control (off when zero).
+	RateLimit          RateLimit
+	SocketsPerListener int // UDP sockets with SO_REUSEPORT per address (default GOMAXPROCS)
 	// OptionalListen lists addresses whose bind failure (no such address here) is logged, not
 	// fatal: the embedded defaults include [::1]:53, which a host without IPv6 lacks.
 	OptionalListen []netip.AddrPort
@@ -75,6 +77,9 @@ func (c Config) Validate() error {
 	if err := c.TCP.validate(); err != nil {
 		return fmt.Errorf("tcp: %w", err)
 	}
+	if err := c.RateLimit.validate(); err != nil {
+		return fmt.Errorf("rate_limit: %w", err)
+	}
 	return nil
 }
 
@@ -104,6 +109,7 @@ type Server struct {
 	slots    chan struct{} // bounds goroutines off the read loop
 	inflight perClient     // each client's part of slots
 	tcpConns tcpConns      // open TCP connections, all listeners together
+	rrl      *rateLimiter  // nil when RateLimit is off
 	nodeID   []byte        // NodeID, nil when unset
 	Stats    Stats
 
@@ -149,6 +155,11 @@ func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Serve
 	s.flights.m = make(map[string]*flight)
 	if cfg.NodeID != "" {
 		s.nodeID = []byte(cfg.NodeID)
+	}
+	if cfg.RateLimit.ResponsesPerSecond > 0 {
+		cfg.RateLimit = cfg.RateLimit.withDefaults()
+		s.cfg.RateLimit = cfg.RateLimit
+		s.rrl = newRateLimiter(cfg.RateLimit)
 	}
 	s.policy.Store(p)
 	s.fwd.Store(fwd)

@@ -99,7 +99,7 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 		return cfg, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	p := &parser{file: path}
-	var listenNode, aclNode *yaml.Node
+	var listenNode, aclNode, rateLimitNode *yaml.Node
 	if len(root.Content) == 0 {
 		return cfg, nil, fmt.Errorf("%s: empty config", path)
 	}
@@ -124,6 +124,9 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 			}
 		case "rrset_roundrobin":
 			cfg.Resolver.RoundRobin = p.boolean(v, key)
+		case "rate_limit":
+			rateLimitNode = v
+			cfg.Resolver.RateLimit = p.rateLimit(v)
 		case "log":
 			p.log(v, &cfg.Log)
 		case "failover":
@@ -196,6 +199,9 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 			p.errs = append(p.errs, fmt.Errorf("%s: %w", path, err))
 		}
 	}
+	if cfg.Server.present && rateLimitNode == nil {
+		cfg.Resolver.RateLimit = serverRateLimit
+	}
 	if cfg.Server.present && aclNode == nil && listenNode != nil {
 		// Without access_control only loopback clients are answered: a node listening on
 		// the service address would refuse every client and still pass its own health check.
@@ -253,6 +259,51 @@ func (p *parser) cache(n *yaml.Node, c *cache.Config, r *resolver.Config) {
 	if c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {
 		p.errorf(minTTLNode, "cache.min_ttl", "%s is above max_ttl %s", c.MinTTL, c.MaxTTL)
 	}
+}
+
+// serverRateLimit is rate_limit where the config has a bgp block (server mode) and no
+// rate_limit of its own; client mode, answering loopback only, has none. A node's clients are
+// fleet hosts, a /24 a rack of them, each behind its own client-mode cache that sends only its
+// misses and refreshes; the bucket covers every name the prefix asks (NSD's default of 200 is
+// per prefix and per name), so it is set five times NSD's. A prefix over it loses latency, not
+// answers: half of what is over comes back truncated, and client mode retries over TCP.
+var serverRateLimit = resolver.RateLimit{ResponsesPerSecond: 1000}
+
+// rateLimit parses rate_limit. slip 0 means never (BIND's meaning), which resolver.RateLimit
+// spells -1, its zero being the default.
+func (p *parser) rateLimit(n *yaml.Node) resolver.RateLimit {
+	var r resolver.RateLimit
+	p.mapping(n, "rate_limit", func(key string, k, v *yaml.Node) {
+		switch key {
+		case "rate_limit.responses_per_second":
+			r.ResponsesPerSecond = max(p.integer(v, key, 0), 0)
+			if r.ResponsesPerSecond > 1e9 {
+				p.errorf(v, key, "%d is above 1000000000", r.ResponsesPerSecond)
+			}
+		case "rate_limit.slip":
+			if r.Slip = max(p.integer(v, key, 0), 0); r.Slip == 0 {
+				r.Slip = -1
+			}
+		case "rate_limit.ipv4_prefix":
+			r.IPv4Prefix = p.prefixLen(v, key, 32)
+		case "rate_limit.ipv6_prefix":
+			r.IPv6Prefix = p.prefixLen(v, key, 128)
+		case "rate_limit.prefixes":
+			r.Prefixes = max(p.integer(v, key, 1), 0)
+		default:
+			p.errorf(k, key, "unknown key")
+		}
+	})
+	return r
+}
+
+func (p *parser) prefixLen(n *yaml.Node, key string, bits int) int {
+	v := max(p.integer(n, key, 1), 0)
+	if v > bits {
+		p.errorf(n, key, "%d is longer than an address (%d bits)", v, bits)
+		return 0
+	}
+	return v
 }
 
 func (p *parser) forward(n *yaml.Node) []resolver.ZoneConfig {

@@ -64,6 +64,7 @@ func TestParseConfig(t *testing.T) {
 				c.Resolver.OptionalListen = nil // addresses the operator wrote must bind
 				c.Resolver.StaleClientTimeout = 500 * time.Millisecond
 				c.Resolver.RoundRobin = true
+				c.Resolver.RateLimit = resolver.RateLimit{ResponsesPerSecond: 300, Slip: 3, IPv4Prefix: 22, IPv6Prefix: 48, Prefixes: 1000}
 				c.Resolver.Forward = []resolver.ZoneConfig{
 					{Zone: "corp.example.", Upstreams: addrs("10.0.0.53:53", "10.0.0.54:5353"), Protocol: "tcp"},
 					{Zone: ".", Upstreams: addrs("192.0.2.1:53", "[2001:db8::1]:5353", "[2001:db8::2]:53"), Protocol: "udp"},
@@ -77,6 +78,14 @@ func TestParseConfig(t *testing.T) {
 				c.Cache.ServeStale = false
 				c.Cache.StaleTTL = 2 * time.Hour
 				c.Log = logConfig{Level: slog.LevelDebug, Format: "json", Queries: true}
+			},
+		},
+		{
+			name: "rate_limit slip 0 is never",
+			yaml: "rate_limit: {responses_per_second: 200, slip: 0}\nforward:\n  - zone: .\n    upstreams: [192.0.2.1]\n",
+			want: func(c *config) {
+				c.Resolver.RateLimit = resolver.RateLimit{ResponsesPerSecond: 200, Slip: -1}
+				c.Resolver.Forward = []resolver.ZoneConfig{{Zone: ".", Upstreams: addrs("192.0.2.1:53")}}
 			},
 		},
 		{
@@ -367,6 +376,16 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{`bad.yaml:2: control.socket: "run/ctl.sock" is not an absolute path`},
 		},
 		{
+			name: "rate_limit errors",
+			yaml: "rate_limit:\n  responses_per_second: -5\n  slip: x\n  ipv4_prefix: 33\n  burst: 3\n" + okForward,
+			want: []string{
+				`bad.yaml:2: rate_limit.responses_per_second: "-5" is not a whole number of at least 0`,
+				`bad.yaml:3: rate_limit.slip: "x" is not a whole number of at least 0`,
+				`bad.yaml:4: rate_limit.ipv4_prefix: 33 is longer than an address (32 bits)`,
+				`bad.yaml:5: rate_limit.burst: unknown key`,
+			},
+		},
+		{
 			name: "server mode errors",
 			yaml: "node: {id: n1}\nbgp:\n  asn: 0\n  router_id: 192.0.2.1\n  announce:\n    - {prefix: 198.51.100.53/24, priority: first, communities: [\"65000\"]}\n" + okForward,
 			want: []string{
@@ -577,6 +596,32 @@ func TestRun(t *testing.T) {
 				if (out.want == "" && out.got != "") || !strings.Contains(out.got, out.want) {
 					t.Errorf("run(%q) %s = %q, want %q", tc.args, out.name, out.got, out.want)
 				}
+			}
+		})
+	}
+}
+
+// TestRateLimitByMode: without a rate_limit key, a server config (one with a bgp block) limits
+// UDP answers per prefix and a client config does not; rate_limit given decides in both.
+func TestRateLimitByMode(t *testing.T) {
+	useResolvConf(t, "nameserver 192.0.2.99\n")
+	const server = "node: {id: n1}\nbgp:\n  asn: 65053\n  router_id: 192.0.2.1\n  peers: [{address: 192.0.2.254, asn: 65000, local_address: 192.0.2.1}]\n  announce: [{prefix: 198.51.100.53/32}]\n"
+	for _, tc := range []struct {
+		name, yaml string
+		want       resolver.RateLimit
+	}{
+		{"client", "rrset_roundrobin: true\n", resolver.RateLimit{}},
+		{"client with rate_limit", "rate_limit: {responses_per_second: 50}\n", resolver.RateLimit{ResponsesPerSecond: 50}},
+		{"server", server, serverRateLimit},
+		{"server with rate_limit off", server + "rate_limit: {responses_per_second: 0}\n", resolver.RateLimit{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseConfig("mode.yaml", []byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Resolver.RateLimit != tc.want {
+				t.Errorf("parseConfig(%q).Resolver.RateLimit = %+v, want %+v", tc.yaml, cfg.Resolver.RateLimit, tc.want)
 			}
 		})
 	}

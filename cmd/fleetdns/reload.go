@@ -91,9 +91,10 @@ func (r *reloader) apply(cfg config, changedZones []string) string {
 	old := r.current
 	if fmt.Sprint(old.Resolver.Listen) != fmt.Sprint(cfg.Resolver.Listen) || old.Cache != cfg.Cache ||
 		old.Resolver.RoundRobin != cfg.Resolver.RoundRobin || old.Log != cfg.Log ||
-		old.Resolver.StaleClientTimeout != cfg.Resolver.StaleClientTimeout || old.Ops != cfg.Ops {
-		notes = append(notes, "listen, cache, rrset_roundrobin, log, metrics and control changes take effect at the next restart")
-		r.log.Warn("some changes need a restart", "keys", "listen, cache, rrset_roundrobin, log, metrics, control")
+		old.Resolver.StaleClientTimeout != cfg.Resolver.StaleClientTimeout || old.Ops != cfg.Ops ||
+		old.Resolver.RateLimit != cfg.Resolver.RateLimit {
+		notes = append(notes, "listen, cache, rrset_roundrobin, rate_limit, log, metrics and control changes take effect at the next restart")
+		r.log.Warn("some changes need a restart", "keys", "listen, cache, rrset_roundrobin, rate_limit, log, metrics, control")
 	}
 	if len(notes) == 0 {
 		return "policy and forward zones reloaded"
