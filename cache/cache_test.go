@@ -363,3 +363,102 @@ func ExampleCache() {
 	// 2m0s stale
 	// 2h0m0s miss
 }
+
+// bigAnswer stores an answer of about size bytes to name i under zone and returns its question.
+func bigAnswer(t testing.TB, c *Cache, i, size int, now time.Time) Question {
+	t.Helper()
+	name := fmt.Sprintf("b%d.big.test.", i)
+	q := question(t, name, dns.TypeTXT)
+	store(t, c, q, txtAnswer(t, name, size), now)
+	return q
+}
+
+func TestByteBound(t *testing.T) {
+	one := func(t *testing.T) int64 {
+		c := testCache(t, nil)
+		bigAnswer(t, c, 0, 8000, t0)
+		return c.Bytes()
+	}(t)
+	if one < 8000+EntryOverhead {
+		t.Fatalf("Bytes() of one 8 KB answer = %d, want at least %d", one, 8000+EntryOverhead)
+	}
+	c := testCache(t, func(c *Config) { c.MaxBytes = 4*one + one/2 })
+	var qs []Question
+	for i := range 10 {
+		qs = append(qs, bigAnswer(t, c, i, 8000, t0))
+		if c.Bytes() > c.Config().MaxBytes {
+			t.Fatalf("after %d answers Bytes() = %d, above MaxBytes %d", i+1, c.Bytes(), c.Config().MaxBytes)
+		}
+	}
+	if c.Len() != 4 || c.Bytes() != 4*one || c.Evictions() != 6 {
+		t.Errorf("Len, Bytes, Evictions = %d, %d, %d, want 4, %d, 6", c.Len(), c.Bytes(), c.Evictions(), 4*one)
+	}
+	if _, st := c.Get(&qs[5], t0); st != Miss {
+		t.Errorf("least recently used answer = %s, want evicted (miss)", st)
+	}
+	if _, st := c.Get(&qs[6], t0); st != Fresh {
+		t.Errorf("oldest of the last four = %s, want fresh", st)
+	}
+	bigAnswer(t, c, 10, 8000, t0) // evicts 7: 6 was just used
+	if _, st := c.Get(&qs[6], t0); st != Fresh {
+		t.Errorf("recently used answer = %s, want kept", st)
+	}
+
+	// Replacing, removing and expiring keep the count exact.
+	bigAnswer(t, c, 6, 8000, t0)
+	if c.Len() != 4 || c.Bytes() != 4*one {
+		t.Errorf("after a replacement Len, Bytes = %d, %d, want 4, %d", c.Len(), c.Bytes(), 4*one)
+	}
+	c.Remove(&qs[6])
+	if c.Len() != 3 || c.Bytes() != 3*one {
+		t.Errorf("after Remove Len, Bytes = %d, %d, want 3, %d", c.Len(), c.Bytes(), 3*one)
+	}
+	if _, st := c.Get(&qs[8], t0.Add(300*time.Second+time.Hour)); st != Miss {
+		t.Errorf("Get past the stale window = %s, want miss", st)
+	}
+	if c.Len() != 2 || c.Bytes() != 2*one || c.Evictions() != 7 {
+		t.Errorf("after expiry Len, Bytes, Evictions = %d, %d, %d, want 2, %d, 7", c.Len(), c.Bytes(), c.Evictions(), 2*one)
+	}
+
+	// An answer larger than the whole bound is not kept, nor the one it replaces.
+	tiny := testCache(t, func(c *Config) { c.MaxBytes = one / 2 })
+	q := bigAnswer(t, tiny, 0, 100, t0)
+	bigAnswer(t, tiny, 0, 8000, t0)
+	if _, st := tiny.Get(&q, t0); st != Miss || tiny.Bytes() != 0 {
+		t.Errorf("answer above MaxBytes: Get = %s, Bytes() = %d, want miss and 0", st, tiny.Bytes())
+	}
+}
+
+// Each shard keeps its share of MaxBytes, so the sum never exceeds it, however the answers
+// hash.
+func TestByteBoundSharded(t *testing.T) {
+	const maxBytes = 8 << 20
+	c := testCache(t, func(c *Config) { c.Size = 100000; c.MaxBytes = maxBytes })
+	if len(c.shards) != shardCount {
+		t.Fatalf("%d shards, want %d", len(c.shards), shardCount)
+	}
+	for i := range 400 { // 26 MB of answers
+		bigAnswer(t, c, i, 60000, t0)
+	}
+	for i, s := range c.shards {
+		if _, b, _ := s.stats(); b > maxBytes/shardCount {
+			t.Errorf("shard %d holds %d bytes, above its share %d", i, b, maxBytes/shardCount)
+		}
+	}
+	if b := c.Bytes(); b > maxBytes || b < maxBytes/2 {
+		t.Errorf("Bytes() = %d, want at most %d and not far below", b, maxBytes)
+	}
+	if c.Evictions() == 0 || c.Len() >= 400 {
+		t.Errorf("Len, Evictions = %d, %d, want answers evicted for bytes", c.Len(), c.Evictions())
+	}
+}
+
+func TestMaxBytesDefault(t *testing.T) {
+	c := testCache(t, nil)
+	if got := c.Config().MaxBytes; got != DefaultMaxBytes {
+		t.Errorf("MaxBytes 0 runs as %d, want DefaultMaxBytes %d", got, DefaultMaxBytes)
+	}
+	if err := (Config{Size: 1, MaxBytes: -1}).Validate(); err == nil {
+		t.Error("Validate(MaxBytes -1) = nil, want an error")
+	}
+}
