@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -300,6 +301,71 @@ func TestTruncatesForUDP(t *testing.T) {
 	got = serve(t, e, Reply{MaxSize: 1232, EDNS: true}, t0)
 	if got.Truncated || len(got.Answer) != 60 || got.IsEdns0() == nil {
 		t.Errorf("1232-byte EDNS reply: TC %v, %d answers, want all 60 with OPT", got.Truncated, len(got.Answer))
+	}
+}
+
+// Over TCP (MaxSize 0) a reply fits the 2-byte length prefix: the EDNS options go first, then
+// the records (TC). Over UDP the same order saves a stale answer a retry over TCP.
+func TestReplyFitsLimit(t *testing.T) {
+	c := testCache(t, nil)
+	for _, tc := range []struct {
+		name     string
+		size     int // of the stored answer
+		r        Reply
+		records  bool // all records served
+		wantOpts int  // EDNS options in the OPT
+	}{
+		{"tcp, room for everything", 60000, Reply{EDNS: true, Stale: true}, true, 1},
+		{"tcp, room for OPT without EDE", 65522, Reply{EDNS: true, Stale: true}, true, 0},
+		{"tcp, room for the records only", 65530, Reply{EDNS: true, Stale: true}, false, 1},
+		{"tcp without EDNS", 65530, Reply{Stale: true}, true, -1},
+		{"udp, room for OPT without EDE", 1232 - 11, Reply{EDNS: true, Stale: true, MaxSize: 1232}, true, 0},
+		{"udp, room for everything", 1232 - 17, Reply{EDNS: true, Stale: true, MaxSize: 1232}, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "fit.example.test."
+			q := question(t, name, dns.TypeTXT)
+			m := txtAnswer(t, name, 0)
+			m.Compress = true
+			txt := func(n int) dns.RR {
+				return &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300},
+					Txt: []string{strings.Repeat("x", n)}}
+			}
+			// A record is 13 bytes (compressed owner, fixed fields, text length) plus its text.
+			for tc.size-m.Len() > 2*(13+255) {
+				m.Answer = append(m.Answer, txt(255))
+			}
+			rest := tc.size - m.Len()
+			m.Answer = append(m.Answer, txt(rest/2-13), txt(rest-rest/2-13))
+			if m.Len() != tc.size {
+				t.Fatalf("test answer of %d bytes, want %d", m.Len(), tc.size)
+			}
+			e := store(t, c, q, m, t0)
+			r := tc.r
+			r.Name = q.Name
+			wire := e.AppendAnswer(nil, &r, t0)
+			limit := r.MaxSize
+			if limit == 0 {
+				limit = MaxMessageSize
+			}
+			if len(wire) > limit {
+				t.Fatalf("reply of %d bytes, above the limit %d", len(wire), limit)
+			}
+			got := new(dns.Msg)
+			if err := got.Unpack(wire); err != nil {
+				t.Fatalf("reply does not parse: %v", err)
+			}
+			if full := !got.Truncated && len(got.Answer) == len(m.Answer); full != tc.records {
+				t.Errorf("TC %v with %d of %d records, want all served = %v", got.Truncated, len(got.Answer), len(m.Answer), tc.records)
+			}
+			opts := -1
+			if opt := got.IsEdns0(); opt != nil {
+				opts = len(opt.Option)
+			}
+			if opts != tc.wantOpts {
+				t.Errorf("EDNS options = %d, want %d (-1: no OPT)", opts, tc.wantOpts)
+			}
+		})
 	}
 }
 

@@ -24,6 +24,9 @@ const (
 	flagCD = 0x10 // byte 3
 )
 
+// MaxMessageSize is the largest DNS message: over TCP its length is a 2-byte prefix.
+const MaxMessageSize = 0xffff
+
 // EDNSBufferSize is the UDP payload size fleetdns advertises and accepts (DNS flag day 2020).
 const EDNSBufferSize = 1232
 
@@ -144,7 +147,7 @@ type Reply struct {
 	AD      bool // the client asked for AD (or DO), so it may be passed on
 	EDNS    bool // the client sent OPT, so the reply carries one
 	DO      bool
-	MaxSize int // largest reply the transport carries; 0 means no limit (TCP)
+	MaxSize int // largest reply the transport carries; 0 (TCP) means MaxMessageSize
 	Stale   bool
 	Rotate  bool   // rotate address RRsets (rrset_roundrobin)
 	NSID    []byte // the node's identifier, for a client that asked for it (RFC 5001)
@@ -198,22 +201,29 @@ func (e *Entry) AppendAnswer(dst []byte, r *Reply, now time.Time) []byte {
 		e.rotate(out)
 	}
 
-	if r.MaxSize > 0 {
-		limit := r.MaxSize
-		if r.EDNS {
-			limit -= optLen(r)
+	// Every transport has a limit: the client's UDP size, or over TCP the 65 535 bytes of the
+	// length prefix (RFC 1035 section 4.2.2). The EDNS options (EDE, NSID) are informational
+	// and go first; then the records: header and question with TC, and a UDP client retries
+	// over TCP (RFC 1035 section 4.2.1, RFC 7766).
+	limit := MaxMessageSize
+	if r.MaxSize > 0 && r.MaxSize < limit {
+		limit = r.MaxSize
+	}
+	opts := true
+	if r.EDNS {
+		if len(out)+optLen(r, true) > limit && len(out)+optLen(r, false) <= limit {
+			opts = false
 		}
-		if len(out) > limit {
-			// Too big for this transport: header and question with TC, and the client retries
-			// over TCP (RFC 1035 section 4.2.1, RFC 7766).
-			dst = dst[:start+12+int(e.nameLen)+4]
-			out = dst[start:]
-			out[2] |= flagTC
-			clear(out[6:12])
-		}
+		limit -= optLen(r, opts)
+	}
+	if len(out) > limit {
+		dst = dst[:start+12+int(e.nameLen)+4]
+		out = dst[start:]
+		out[2] |= flagTC
+		clear(out[6:12])
 	}
 	if r.EDNS {
-		dst = appendOPT(dst, r)
+		dst = appendOPT(dst, r, opts)
 		out = dst[start:]
 		binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
 	}
@@ -239,8 +249,12 @@ func (e *Entry) rotate(out []byte) {
 	}
 }
 
-func optLen(r *Reply) int {
+// optLen is the size of the OPT RR appendOPT writes, with or without its options.
+func optLen(r *Reply, opts bool) int {
 	n := 11
+	if !opts {
+		return n
+	}
 	if r.Stale {
 		n += 6
 	}
@@ -250,15 +264,18 @@ func optLen(r *Reply) int {
 	return n
 }
 
-// appendOPT appends an OPT RR (RFC 6891) with, for a stale answer, Extended DNS Error 3
-// "Stale Answer" (RFC 8914) and, when asked for, the name server identifier (RFC 5001).
-func appendOPT(dst []byte, r *Reply) []byte {
+// appendOPT appends an OPT RR (RFC 6891) with, if opts, for a stale answer, Extended DNS Error
+// 3 "Stale Answer" (RFC 8914) and, when asked for, the name server identifier (RFC 5001).
+func appendOPT(dst []byte, r *Reply, opts bool) []byte {
 	var flags byte
 	if r.DO {
 		flags = 0x80
 	}
-	rdlen := optLen(r) - 11
+	rdlen := optLen(r, opts) - 11
 	dst = append(dst, 0, 0, 41, EDNSBufferSize>>8, EDNSBufferSize&0xff, 0, 0, flags, 0, byte(rdlen>>8), byte(rdlen))
+	if !opts {
+		return dst
+	}
 	if r.Stale {
 		dst = append(dst, 0, 15, 0, 2, 0, 3)
 	}
