@@ -9,16 +9,15 @@ import (
 	"fmt"
 	"hash/maphash"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/miekg/dns"
 )
 
 // Config sets the cache's size and TTL rules. Zero values mean "off" or "no clamp".
 type Config struct {
 	Size           int           // answers kept, across all shards
+	MaxBytes       int64         // bytes kept, across all shards, as counted by Entry.Size (0: DefaultMaxBytes)
 	MinTTL         time.Duration // positive TTLs are raised to at least this
 	MaxTTL         time.Duration // and lowered to at most this (0: 24h)
 	MaxNegativeTTL time.Duration // cap on NXDOMAIN/NODATA lifetime (0: 60s)
@@ -32,6 +31,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Size <= 0:
 		return errors.New("size must be positive")
+	case c.MaxBytes < 0:
+		return errors.New("max_bytes must not be negative")
 	case c.MinTTL < 0 || c.MaxTTL < 0 || c.MaxNegativeTTL < 0 || c.StaleTTL < 0:
 		return errors.New("durations must not be negative")
 	case c.MaxTTL > 0 && c.MinTTL > c.MaxTTL:
@@ -86,12 +87,24 @@ func NewQuestion(name string, qtype, qclass uint16, do, cd bool) (Question, erro
 
 const shardCount = 32
 
-// Cache is a sharded LRU of packed answers; each shard has its own lock.
+// DefaultMaxBytes bounds the cache when Config.MaxBytes is 0. The entry bound is the one that
+// binds for ordinary traffic: 100 000 answers (the default size) at up to about 2.4 KB each,
+// overhead included, fit, and typical answers are under 512 bytes. Only a workload of large
+// answers (big TXT, DNSKEY, ANY) reaches it, where 100 000 answers of 60 KB would otherwise
+// hold 6 GB of live heap. The bound is on live heap; the resident size can reach about
+// twice it under the Go garbage collector's default GOGC=100.
+const DefaultMaxBytes = 256 << 20
+
+// minShardBytes is the least byte bound a shard gets: room for two of the largest answers,
+// so that a small max_bytes makes one shard rather than shards that cannot hold one answer.
+const minShardBytes = 2 * (0xffff + 255 + 5 + EntryOverhead)
+
+// Cache is a sharded LRU of packed answers; each shard has its own lock and its share of both
+// bounds.
 type Cache struct {
-	cfg       Config
-	seed      maphash.Seed
-	shards    []*lru.Cache[uint64, *Entry]
-	evictions atomic.Uint64
+	cfg    Config
+	seed   maphash.Seed
+	shards []*shard
 }
 
 // New makes an empty cache.
@@ -105,13 +118,16 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.MaxNegativeTTL == 0 {
 		cfg.MaxNegativeTTL = 60 * time.Second
 	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
 	n := shardCount
-	if cfg.Size < 4*n {
+	if cfg.Size < 4*n || cfg.MaxBytes < int64(n)*minShardBytes {
 		n = 1
 	}
-	c := &Cache{cfg: cfg, seed: maphash.MakeSeed(), shards: make([]*lru.Cache[uint64, *Entry], n)}
+	c := &Cache{cfg: cfg, seed: maphash.MakeSeed(), shards: make([]*shard, n)}
 	for i := range c.shards {
-		s, err := lru.NewWithEvict(cfg.Size/n, func(uint64, *Entry) { c.evictions.Add(1) })
+		s, err := newShard(cfg.Size/n, cfg.MaxBytes/int64(n))
 		if err != nil {
 			return nil, err
 		}
@@ -130,7 +146,7 @@ func (c *Cache) hash(q *Question) uint64 {
 	return h ^ h>>29
 }
 
-func (c *Cache) shard(h uint64) *lru.Cache[uint64, *Entry] {
+func (c *Cache) shard(h uint64) *shard {
 	return c.shards[h%uint64(len(c.shards))]
 }
 
@@ -139,7 +155,7 @@ func (c *Cache) shard(h uint64) *lru.Cache[uint64, *Entry] {
 func (c *Cache) Get(q *Question, now time.Time) (*Entry, State) {
 	h := c.hash(q)
 	s := c.shard(h)
-	e, ok := s.Get(h)
+	e, ok := s.get(h)
 	if !ok || !e.matches(q) {
 		return nil, Miss
 	}
@@ -154,28 +170,29 @@ func (c *Cache) Get(q *Question, now time.Time) (*Entry, State) {
 	case c.cfg.ServeStale && age < ttl+c.cfg.StaleTTL:
 		return e, Stale
 	default:
-		s.Remove(h)
+		s.remove(h, e)
 		return nil, Miss
 	}
 }
 
 // Put stores e if it may be cached (a TTL above zero); it replaces any answer to the same
-// question.
+// question. Least recently used answers make room, by count and by bytes (Entry.Size); an
+// answer larger than a shard's share of MaxBytes is not kept.
 func (c *Cache) Put(e *Entry) {
 	if e.ttl == 0 {
 		return
 	}
 	q := e.question()
 	h := c.hash(&q)
-	c.shard(h).Add(h, e)
+	c.shard(h).add(h, e)
 }
 
 // Remove drops the answer to q.
 func (c *Cache) Remove(q *Question) {
 	h := c.hash(q)
 	s := c.shard(h)
-	if e, ok := s.Peek(h); ok && e.matches(q) {
-		s.Remove(h)
+	if e, ok := s.peek(h); ok && e.matches(q) {
+		s.remove(h, e)
 	}
 }
 
@@ -183,13 +200,32 @@ func (c *Cache) Remove(q *Question) {
 func (c *Cache) Len() int {
 	n := 0
 	for _, s := range c.shards {
-		n += s.Len()
+		l, _, _ := s.stats()
+		n += l
 	}
 	return n
 }
 
-// Evictions counts answers pushed out by newer ones.
-func (c *Cache) Evictions() uint64 { return c.evictions.Load() }
+// Bytes is the size of the stored answers as the MaxBytes bound counts it (Entry.Size).
+func (c *Cache) Bytes() int64 {
+	var n int64
+	for _, s := range c.shards {
+		_, b, _ := s.stats()
+		n += b
+	}
+	return n
+}
+
+// Evictions counts answers pushed out by newer ones, for either bound; expiry and flushes are
+// not evictions.
+func (c *Cache) Evictions() uint64 {
+	var n uint64
+	for _, s := range c.shards {
+		_, _, ev := s.stats()
+		n += ev
+	}
+	return n
+}
 
 // Build turns a response to q into an Entry, applying the TTL rules: positive TTLs clamped to
 // [MinTTL, MaxTTL]; negative answers live min(SOA TTL, SOA MINIMUM, MaxNegativeTTL) (RFC 2308
@@ -322,8 +358,8 @@ func (e *Entry) question() Question {
 // lock while fn runs, so fn may remove entries; answers stored meanwhile may or may not be seen.
 func (c *Cache) Range(fn func(q Question, e *Entry) bool) {
 	for _, s := range c.shards {
-		for _, h := range s.Keys() {
-			e, ok := s.Peek(h)
+		for _, h := range s.keys() {
+			e, ok := s.peek(h)
 			if !ok {
 				continue
 			}

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -303,6 +304,71 @@ func TestTruncatesForUDP(t *testing.T) {
 	}
 }
 
+// Over TCP (MaxSize 0) a reply fits the 2-byte length prefix: the EDNS options go first, then
+// the records (TC). Over UDP the same order saves a stale answer a retry over TCP.
+func TestReplyFitsLimit(t *testing.T) {
+	c := testCache(t, nil)
+	for _, tc := range []struct {
+		name     string
+		size     int // of the stored answer
+		r        Reply
+		records  bool // all records served
+		wantOpts int  // EDNS options in the OPT
+	}{
+		{"tcp, room for everything", 60000, Reply{EDNS: true, Stale: true}, true, 1},
+		{"tcp, room for OPT without EDE", 65522, Reply{EDNS: true, Stale: true}, true, 0},
+		{"tcp, room for the records only", 65530, Reply{EDNS: true, Stale: true}, false, 1},
+		{"tcp without EDNS", 65530, Reply{Stale: true}, true, -1},
+		{"udp, room for OPT without EDE", 1232 - 11, Reply{EDNS: true, Stale: true, MaxSize: 1232}, true, 0},
+		{"udp, room for everything", 1232 - 17, Reply{EDNS: true, Stale: true, MaxSize: 1232}, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "fit.example.test."
+			q := question(t, name, dns.TypeTXT)
+			m := txtAnswer(t, name, 0)
+			m.Compress = true
+			txt := func(n int) dns.RR {
+				return &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300},
+					Txt: []string{strings.Repeat("x", n)}}
+			}
+			// A record is 13 bytes (compressed owner, fixed fields, text length) plus its text.
+			for tc.size-m.Len() > 2*(13+255) {
+				m.Answer = append(m.Answer, txt(255))
+			}
+			rest := tc.size - m.Len()
+			m.Answer = append(m.Answer, txt(rest/2-13), txt(rest-rest/2-13))
+			if m.Len() != tc.size {
+				t.Fatalf("test answer of %d bytes, want %d", m.Len(), tc.size)
+			}
+			e := store(t, c, q, m, t0)
+			r := tc.r
+			r.Name = q.Name
+			wire := e.AppendAnswer(nil, &r, t0)
+			limit := r.MaxSize
+			if limit == 0 {
+				limit = MaxMessageSize
+			}
+			if len(wire) > limit {
+				t.Fatalf("reply of %d bytes, above the limit %d", len(wire), limit)
+			}
+			got := new(dns.Msg)
+			if err := got.Unpack(wire); err != nil {
+				t.Fatalf("reply does not parse: %v", err)
+			}
+			if full := !got.Truncated && len(got.Answer) == len(m.Answer); full != tc.records {
+				t.Errorf("TC %v with %d of %d records, want all served = %v", got.Truncated, len(got.Answer), len(m.Answer), tc.records)
+			}
+			opts := -1
+			if opt := got.IsEdns0(); opt != nil {
+				opts = len(opt.Option)
+			}
+			if opts != tc.wantOpts {
+				t.Errorf("EDNS options = %d, want %d (-1: no OPT)", opts, tc.wantOpts)
+			}
+		})
+	}
+}
+
 func TestRoundRobin(t *testing.T) {
 	c := testCache(t, nil)
 	q := question(t, "multi.example.test", dns.TypeA)
@@ -373,5 +439,104 @@ func TestBuildRefusesWhatDoesNotUnpack(t *testing.T) {
 	m.Ns = []dns.RR{&dns.SOA{Hdr: dns.RR_Header{Name: "example.test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 60}}}
 	if e, err := c.Build(&q, m, t0); err == nil {
 		t.Fatalf("Build(answer with an empty SOA) = entry %v, want an error", e)
+	}
+}
+
+// bigAnswer stores an answer of about size bytes to name i under zone and returns its question.
+func bigAnswer(t testing.TB, c *Cache, i, size int, now time.Time) Question {
+	t.Helper()
+	name := fmt.Sprintf("b%d.big.test.", i)
+	q := question(t, name, dns.TypeTXT)
+	store(t, c, q, txtAnswer(t, name, size), now)
+	return q
+}
+
+func TestByteBound(t *testing.T) {
+	one := func(t *testing.T) int64 {
+		c := testCache(t, nil)
+		bigAnswer(t, c, 0, 8000, t0)
+		return c.Bytes()
+	}(t)
+	if one < 8000+EntryOverhead {
+		t.Fatalf("Bytes() of one 8 KB answer = %d, want at least %d", one, 8000+EntryOverhead)
+	}
+	c := testCache(t, func(c *Config) { c.MaxBytes = 4*one + one/2 })
+	var qs []Question
+	for i := range 10 {
+		qs = append(qs, bigAnswer(t, c, i, 8000, t0))
+		if c.Bytes() > c.Config().MaxBytes {
+			t.Fatalf("after %d answers Bytes() = %d, above MaxBytes %d", i+1, c.Bytes(), c.Config().MaxBytes)
+		}
+	}
+	if c.Len() != 4 || c.Bytes() != 4*one || c.Evictions() != 6 {
+		t.Errorf("Len, Bytes, Evictions = %d, %d, %d, want 4, %d, 6", c.Len(), c.Bytes(), c.Evictions(), 4*one)
+	}
+	if _, st := c.Get(&qs[5], t0); st != Miss {
+		t.Errorf("least recently used answer = %s, want evicted (miss)", st)
+	}
+	if _, st := c.Get(&qs[6], t0); st != Fresh {
+		t.Errorf("oldest of the last four = %s, want fresh", st)
+	}
+	bigAnswer(t, c, 10, 8000, t0) // evicts 7: 6 was just used
+	if _, st := c.Get(&qs[6], t0); st != Fresh {
+		t.Errorf("recently used answer = %s, want kept", st)
+	}
+
+	// Replacing, removing and expiring keep the count exact.
+	bigAnswer(t, c, 6, 8000, t0)
+	if c.Len() != 4 || c.Bytes() != 4*one {
+		t.Errorf("after a replacement Len, Bytes = %d, %d, want 4, %d", c.Len(), c.Bytes(), 4*one)
+	}
+	c.Remove(&qs[6])
+	if c.Len() != 3 || c.Bytes() != 3*one {
+		t.Errorf("after Remove Len, Bytes = %d, %d, want 3, %d", c.Len(), c.Bytes(), 3*one)
+	}
+	if _, st := c.Get(&qs[8], t0.Add(300*time.Second+time.Hour)); st != Miss {
+		t.Errorf("Get past the stale window = %s, want miss", st)
+	}
+	if c.Len() != 2 || c.Bytes() != 2*one || c.Evictions() != 7 {
+		t.Errorf("after expiry Len, Bytes, Evictions = %d, %d, %d, want 2, %d, 7", c.Len(), c.Bytes(), c.Evictions(), 2*one)
+	}
+
+	// An answer larger than the whole bound is not kept, nor the one it replaces.
+	tiny := testCache(t, func(c *Config) { c.MaxBytes = one / 2 })
+	q := bigAnswer(t, tiny, 0, 100, t0)
+	bigAnswer(t, tiny, 0, 8000, t0)
+	if _, st := tiny.Get(&q, t0); st != Miss || tiny.Bytes() != 0 {
+		t.Errorf("answer above MaxBytes: Get = %s, Bytes() = %d, want miss and 0", st, tiny.Bytes())
+	}
+}
+
+// Each shard keeps its share of MaxBytes, so the sum never exceeds it, however the answers
+// hash.
+func TestByteBoundSharded(t *testing.T) {
+	const maxBytes = 8 << 20
+	c := testCache(t, func(c *Config) { c.Size = 100000; c.MaxBytes = maxBytes })
+	if len(c.shards) != shardCount {
+		t.Fatalf("%d shards, want %d", len(c.shards), shardCount)
+	}
+	for i := range 400 { // 26 MB of answers
+		bigAnswer(t, c, i, 60000, t0)
+	}
+	for i, s := range c.shards {
+		if _, b, _ := s.stats(); b > maxBytes/shardCount {
+			t.Errorf("shard %d holds %d bytes, above its share %d", i, b, maxBytes/shardCount)
+		}
+	}
+	if b := c.Bytes(); b > maxBytes || b < maxBytes/2 {
+		t.Errorf("Bytes() = %d, want at most %d and not far below", b, maxBytes)
+	}
+	if c.Evictions() == 0 || c.Len() >= 400 {
+		t.Errorf("Len, Evictions = %d, %d, want answers evicted for bytes", c.Len(), c.Evictions())
+	}
+}
+
+func TestMaxBytesDefault(t *testing.T) {
+	c := testCache(t, nil)
+	if got := c.Config().MaxBytes; got != DefaultMaxBytes {
+		t.Errorf("MaxBytes 0 runs as %d, want DefaultMaxBytes %d", got, DefaultMaxBytes)
+	}
+	if err := (Config{Size: 1, MaxBytes: -1}).Validate(); err == nil {
+		t.Error("Validate(MaxBytes -1) = nil, want an error")
 	}
 }

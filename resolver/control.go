@@ -137,8 +137,8 @@ func (s *Server) Snapshot() map[string]any {
 		"prefetches": st.Prefetches.Load(), "stale_answers": st.answered(srcStale),
 		"local_answers": st.answered(srcLocal, srcSynth), "refused": st.answered(srcRefused),
 		"servfail": st.answered(srcServfail), "formerr": st.Formerr.Load(),
-		"dropped": st.Dropped.Load(), "cache_entries": s.cache.Len(), "cache_evictions": s.cache.Evictions(),
-		"inflight": len(s.slots), "policy": pol, "answers": answers,
+		"dropped": st.Dropped.Load(), "cache_entries": s.cache.Len(), "cache_bytes": s.cache.Bytes(),
+		"cache_evictions": s.cache.Evictions(), "inflight": len(s.slots), "policy": pol, "answers": answers,
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetdns/fleetdns/cache"
 	"github.com/miekg/dns"
 )
 
@@ -198,8 +199,14 @@ type tcpWriter struct {
 	dead    bool
 }
 
-// write sends one reply; false means the connection is closed.
+// write sends one reply; false means the connection is closed. A reply longer than the
+// 2-byte length prefix can say would desynchronise the stream: it goes out as SERVFAIL with
+// TC, header only. The cache's writer keeps every reply within the limit; this is the backstop
+// for any other.
 func (w *tcpWriter) write(resp []byte) bool {
+	if len(resp) > cache.MaxMessageSize {
+		resp = tooBig(resp)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.dead {
@@ -217,6 +224,11 @@ func (w *tcpWriter) write(resp []byte) bool {
 		return false
 	}
 	return true
+}
+
+// tooBig is the header-only reply to the query that resp answers: SERVFAIL, TC set.
+func tooBig(resp []byte) []byte {
+	return []byte{resp[0], resp[1], resp[2] | 0x82, 0x80 | dns.RcodeServerFailure, 0, 0, 0, 0, 0, 0, 0, 0}
 }
 
 // tcpConns is the table of open client connections, all listeners together, with each

@@ -118,7 +118,8 @@ var (
 	descPrefetches = prometheus.NewDesc("fleetdns_cache_prefetches_total", "Background refreshes of answers in the last 10% of their TTL.", nil, nil)
 	descStale      = prometheus.NewDesc("fleetdns_cache_stale_answers_total", "Expired answers served because the upstreams failed or were slow (RFC 8767).", nil, nil)
 	descEntries    = prometheus.NewDesc("fleetdns_cache_entries", "Answers in the cache.", nil, nil)
-	descEvictions  = prometheus.NewDesc("fleetdns_cache_evictions_total", "Answers pushed out of the cache by newer ones.", nil, nil)
+	descCacheBytes = prometheus.NewDesc("fleetdns_cache_bytes", "Size of the answers in the cache as cache.max_bytes counts it: packed answers and their index, plus a fixed per-answer overhead.", nil, nil)
+	descEvictions  = prometheus.NewDesc("fleetdns_cache_evictions_total", "Answers pushed out of the cache to make room, by cache.size or cache.max_bytes.", nil, nil)
 	descInflight   = prometheus.NewDesc("fleetdns_inflight_queries", "Queries waiting for an upstream.", nil, nil)
 	descDropped    = prometheus.NewDesc("fleetdns_dropped_queries_total", "Queries not resolved because too many were waiting for upstreams: dropped over UDP, REFUSED over TCP.", nil, nil)
 	descUpQueries  = prometheus.NewDesc("fleetdns_upstream_queries_total", "Queries sent to upstreams, by forward zone, upstream and result.", []string{"zone", "upstream", "result"}, nil)
@@ -139,8 +140,9 @@ func (s *Server) Collector() prometheus.Collector { return collector{s} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descAnswers, descPolicy, descHits, descMisses,
-		descPrefetches, descStale, descEntries, descEvictions, descInflight, descDropped, descUpQueries,
-		descUpRTT, descUpHealthy, descMismatched, descLimits, descTCPConns, descRetrans, descRetransCap} {
+		descPrefetches, descStale, descEntries, descCacheBytes, descEvictions, descInflight, descDropped,
+		descUpQueries, descUpRTT, descUpHealthy, descMismatched, descLimits, descTCPConns, descRetrans,
+		descRetransCap} {
 		ch <- d
 	}
 }
@@ -174,6 +176,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descPrefetches, st.Prefetches.Load())
 	counter(descStale, st.answered(srcStale))
 	gauge(descEntries, float64(s.cache.Len()))
+	gauge(descCacheBytes, float64(s.cache.Bytes()))
 	counter(descEvictions, s.cache.Evictions())
 	gauge(descInflight, float64(len(s.slots)))
 	counter(descDropped, st.Dropped.Load())

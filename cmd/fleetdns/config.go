@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -237,6 +238,8 @@ func (p *parser) cache(n *yaml.Node, c *cache.Config, r *resolver.Config) {
 		switch key {
 		case "cache.size":
 			c.Size = p.integer(v, key, 1)
+		case "cache.max_bytes":
+			c.MaxBytes = p.size(v, key)
 		case "cache.min_ttl":
 			c.MinTTL = p.duration(v, key)
 			minTTLNode = v
@@ -465,6 +468,42 @@ func (p *parser) integer(n *yaml.Node, key string, least int) int {
 		p.errorf(n, key, "%q is not a whole number of at least %d", s, least)
 	}
 	return v
+}
+
+// size parses a positive number of bytes: a whole number, or one with a unit, decimal (KB,
+// MB, GB, TB) or binary (KiB, MiB, GiB, TiB), in any case and with or without a space.
+func (p *parser) size(n *yaml.Node, key string) int64 {
+	s, ok := p.scalar(n, key)
+	if !ok {
+		return 0
+	}
+	v, err := parseSize(s)
+	if err != nil {
+		p.errorf(n, key, "%q is not a size in bytes (write e.g. 268435456, 256MiB, 1GB): %v", s, err)
+	}
+	return v
+}
+
+func parseSize(s string) (int64, error) {
+	num := strings.TrimRight(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+	unit := strings.ToLower(s[len(num):])
+	num = strings.TrimSpace(num)
+	mult := map[string]int64{"": 1, "b": 1,
+		"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("unknown unit %q", s[len(s)-len(unit):])
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	switch {
+	case err != nil:
+		return 0, errors.New("not a whole number")
+	case v < 1:
+		return 0, errors.New("must be at least 1 byte")
+	case v > math.MaxInt64/mult:
+		return 0, errors.New("too large")
+	}
+	return v * mult, nil
 }
 
 func (p *parser) duration(n *yaml.Node, key string) time.Duration {

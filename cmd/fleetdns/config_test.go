@@ -71,6 +71,7 @@ func TestParseConfig(t *testing.T) {
 				}
 				c.Policy.AccessControl = prefixes("127.0.0.0/8", "10.0.0.0/8", "192.0.2.7/32", "::1/128")
 				c.Cache.Size = 5000
+				c.Cache.MaxBytes = 64 << 20
 				c.Cache.MinTTL = 30 * time.Second
 				c.Cache.MaxTTL = time.Hour
 				c.Cache.MaxNegativeTTL = 15 * time.Second
@@ -168,6 +169,46 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"268435456", 256 << 20, ""},
+		{"256MiB", 256 << 20, ""},
+		{"256 MiB", 256 << 20, ""},
+		{"1GB", 1e9, ""},
+		{"1gib", 1 << 30, ""},
+		{"512KiB", 512 << 10, ""},
+		{"64kb", 64000, ""},
+		{"100B", 100, ""},
+		{"2TiB", 2 << 40, ""},
+		{"1.5GB", 0, "not a whole number"},
+		{"256MB2", 0, "not a whole number"},
+		{"lots", 0, `unknown unit "lots"`},
+		{"12 parsecs", 0, `unknown unit "parsecs"`},
+		{"1M", 0, `unknown unit "M"`},
+		{"-1", 0, "must be at least 1 byte"},
+		{"0GB", 0, "must be at least 1 byte"},
+		{"9000000TiB", 0, "too large"},
+		{"", 0, "not a whole number"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseSize(tc.in)
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Errorf("parseSize(%q) = %d, %v, want error %q", tc.in, got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("parseSize(%q) = %d, %v, want %d", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
 func TestLoadConfig(t *testing.T) {
 	useResolvConf(t, "nameserver 192.0.2.99\n")
 	t.Run("file", func(t *testing.T) {
@@ -255,6 +296,21 @@ func TestParseConfigErrors(t *testing.T) {
 			name: "cache not a mapping",
 			yaml: "cache: big\n" + okForward,
 			want: []string{"bad.yaml:1: cache: must be a mapping of keys to values"},
+		},
+		{
+			name: "max_bytes with an unknown unit",
+			yaml: "cache:\n  size: 10\n  max_bytes: 256MB2\n" + okForward,
+			want: []string{`bad.yaml:3: cache.max_bytes: "256MB2" is not a size in bytes (write e.g. 268435456, 256MiB, 1GB): not a whole number`},
+		},
+		{
+			name: "max_bytes zero",
+			yaml: "cache:\n  max_bytes: 0\n" + okForward,
+			want: []string{`bad.yaml:2: cache.max_bytes: "0" is not a size in bytes (write e.g. 268435456, 256MiB, 1GB): must be at least 1 byte`},
+		},
+		{
+			name: "max_bytes as a list",
+			yaml: "cache:\n  max_bytes: [1GB]\n" + okForward,
+			want: []string{"bad.yaml:2: cache.max_bytes: must be a single value"},
 		},
 		{
 			name: "min_ttl above max_ttl",
