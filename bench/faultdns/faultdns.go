@@ -45,16 +45,11 @@ type Server struct {
 
 // Start listens on addr (port 0 picks one) and answers every name with A ip.
 func Start(addr string, ip netip.Addr, ttl uint32) (*Server, error) {
-	pc, err := net.ListenPacket("udp", addr)
+	pc, l, err := listenBoth(addr)
 	if err != nil {
 		return nil, err
 	}
 	ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	l, err := net.Listen("tcp", ap.String())
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
 	s := &Server{Addr: ap, IP: ip, TTL: ttl}
 	started := make(chan struct{}, 2)
 	s.udpSrv = &dns.Server{PacketConn: pc, Handler: s, NotifyStartedFunc: func() { started <- struct{}{} }}
@@ -64,6 +59,25 @@ func Start(addr string, ip netip.Addr, ttl uint32) (*Server, error) {
 	<-started
 	<-started
 	return s, nil
+}
+
+// listenBoth binds UDP and TCP on one port. A port the kernel picked free for UDP may be taken
+// for TCP; with port 0 another one is tried.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		if ap, perr := netip.ParseAddrPort(addr); perr != nil || ap.Port() != 0 || try == 10 {
+			return nil, nil, err
+		}
+	}
 }
 
 // Set changes the fault; delay applies to Delay.
