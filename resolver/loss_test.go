@@ -288,6 +288,12 @@ func TestRetransmitBudget(t *testing.T) {
 	if f.BudgetDenied() == 0 {
 		t.Errorf("the budget never stopped a retransmission: the test shows nothing")
 	}
+	if got := metric(t, s, "fleetdns_upstream_retransmits_denied_total"); got != float64(f.BudgetDenied()) {
+		t.Errorf("fleetdns_upstream_retransmits_denied_total = %v, want %d", got, f.BudgetDenied())
+	}
+	if got := metric(t, s, "fleetdns_upstream_retransmits_total"); got != float64(f.Retransmits()) || got == 0 {
+		t.Errorf("fleetdns_upstream_retransmits_total = %v, want %d (> 0)", got, f.Retransmits())
+	}
 }
 
 // An upstream of one forward zone answers a CNAME into another zone and adds a forged address
