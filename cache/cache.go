@@ -21,7 +21,7 @@ type Config struct {
 	MinTTL         time.Duration // positive TTLs are raised to at least this
 	MaxTTL         time.Duration // and lowered to at most this (0: 24h)
 	MaxNegativeTTL time.Duration // cap on NXDOMAIN/NODATA lifetime (0: 60s)
-	Prefetch       bool          // refresh popular answers in the last 10% of their TTL
+	Prefetch       bool          // refresh popular answers in the last 10% of their TTL (at least 1 s)
 	ServeStale     bool          // keep expired answers for StaleTTL (RFC 8767)
 	StaleTTL       time.Duration // how long after expiry an answer may still be served
 }
@@ -163,7 +163,7 @@ func (c *Cache) Get(q *Question, now time.Time) (*Entry, State) {
 	ttl := time.Duration(e.ttl) * time.Second
 	switch {
 	case age < ttl:
-		if c.cfg.Prefetch && (ttl-age)*10 < ttl && e.prefetching.CompareAndSwap(false, true) {
+		if c.cfg.Prefetch && ttl-age < prefetchWindow(ttl) && e.prefetching.CompareAndSwap(false, true) {
 			return e, Prefetch
 		}
 		return e, Fresh
@@ -173,6 +173,17 @@ func (c *Cache) Get(q *Question, now time.Time) (*Entry, State) {
 		s.remove(h, e)
 		return nil, Miss
 	}
+}
+
+// prefetchWindow is how long before expiry a hit starts a refresh: the last 10% of the TTL, as
+// unbound does, but at least a second (half the TTL at most). A refresh under packet loss takes
+// a few retransmission timers, and a short-TTL name asked every half second would otherwise
+// often expire before any hit fell into a 0.4 s window, making its next client wait.
+func prefetchWindow(ttl time.Duration) time.Duration {
+	if w := ttl / 10; w >= time.Second {
+		return w
+	}
+	return min(time.Second, ttl/2)
 }
 
 // Put stores e if it may be cached (a TTL above zero); it replaces any answer to the same

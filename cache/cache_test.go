@@ -195,6 +195,29 @@ func TestPrefetchTrigger(t *testing.T) {
 	}
 }
 
+// A short TTL gets a prefetch window of a second (half the TTL at most), not 10% of it.
+func TestPrefetchWindowShortTTL(t *testing.T) {
+	for _, tc := range []struct {
+		ttl      int
+		fresh    time.Duration // the last hit that does not start a refresh
+		prefetch time.Duration // the first that does
+	}{
+		{4, 2900 * time.Millisecond, 3100 * time.Millisecond},
+		{1, 400 * time.Millisecond, 600 * time.Millisecond},
+		{20, 17900 * time.Millisecond, 18100 * time.Millisecond}, // 10% is 2 s: unbound's rule
+	} {
+		c := testCache(t, nil)
+		q := question(t, "www.example.test", dns.TypeA)
+		store(t, c, q, response(t, "www.example.test", dns.TypeA, 0, fmt.Sprintf("www.example.test. %d IN A 192.0.2.10", tc.ttl)), t0)
+		if _, st := c.Get(&q, t0.Add(tc.fresh)); st != Fresh {
+			t.Errorf("TTL %ds, hit at %s = %s, want fresh", tc.ttl, tc.fresh, st)
+		}
+		if _, st := c.Get(&q, t0.Add(tc.prefetch)); st != Prefetch {
+			t.Errorf("TTL %ds, hit at %s = %s, want prefetch", tc.ttl, tc.prefetch, st)
+		}
+	}
+}
+
 func TestPrefetchOff(t *testing.T) {
 	c := testCache(t, func(c *Config) { c.Prefetch = false })
 	q := question(t, "www.example.test", dns.TypeA)
