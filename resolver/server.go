@@ -287,23 +287,42 @@ func (s *Server) listen(a netip.AddrPort) error {
 		return errors.Join(err, serr)
 	}}
 	ctx := context.Background()
-	for i := 0; i < s.cfg.SocketsPerListener; i++ {
-		pc, err := lc.ListenPacket(ctx, "udp", a.String())
+	for try := 0; ; try++ {
+		bound := a
+		var udp []*net.UDPConn
+		var err error
+		for i := 0; i < s.cfg.SocketsPerListener && err == nil; i++ {
+			var pc net.PacketConn
+			if pc, err = lc.ListenPacket(ctx, "udp", bound.String()); err == nil {
+				c := pc.(*net.UDPConn)
+				udp = append(udp, c)
+				if bound.Port() == 0 { // the others join the port the kernel chose
+					bound = netip.AddrPortFrom(bound.Addr(), uint16(c.LocalAddr().(*net.UDPAddr).Port))
+				}
+			}
+		}
 		if err != nil {
-			return fmt.Errorf("listen udp %s: %w", a, err)
+			closeAll(udp)
+			return fmt.Errorf("listen udp %s: %w", bound, err)
 		}
-		c := pc.(*net.UDPConn)
-		s.udp = append(s.udp, c)
-		if a.Port() == 0 { // the others join the port the kernel chose
-			a = netip.AddrPortFrom(a.Addr(), uint16(c.LocalAddr().(*net.UDPAddr).Port))
+		l, err := lc.Listen(ctx, "tcp", bound.String())
+		if err == nil {
+			s.udp = append(s.udp, udp...)
+			s.tcp = append(s.tcp, l.(*net.TCPListener))
+			return nil
+		}
+		closeAll(udp)
+		// A port the kernel picked free for UDP may be taken for TCP: with port 0, pick again.
+		if a.Port() != 0 || !errors.Is(err, syscall.EADDRINUSE) || try == 10 {
+			return fmt.Errorf("listen tcp %s: %w", bound, err)
 		}
 	}
-	l, err := lc.Listen(ctx, "tcp", a.String())
-	if err != nil {
-		return fmt.Errorf("listen tcp %s: %w", a, err)
+}
+
+func closeAll(cs []*net.UDPConn) {
+	for _, c := range cs {
+		c.Close()
 	}
-	s.tcp = append(s.tcp, l.(*net.TCPListener))
-	return nil
 }
 
 // Addrs returns the bound UDP addresses, one per listen address (TCP uses the same ports).
