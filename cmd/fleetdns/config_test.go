@@ -263,6 +263,11 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{"bad.yaml:3: failover: the canary needs a name and a type"},
 		},
 		{
+			name: "failover expect not rdata of the canary's type",
+			yaml: "listen: [\"127.0.0.1:5300\"]\nfailover:\n  local: [192.0.2.1]\n  remote: [192.0.2.2]\n  canary: {name: canary.test., type: A, expect: canary.test.}\n" + okForward,
+			want: []string{`bad.yaml:3: failover: expect "canary.test." is not an A address`},
+		},
+		{
 			name: "key given twice",
 			yaml: "rrset_roundrobin: true\nrrset_roundrobin: false\n" + okForward,
 			want: []string{"bad.yaml:2: rrset_roundrobin: given twice"},
