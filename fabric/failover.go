@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // FailoverConfig is the datacenter failover of the root zone: the canary resolved through each
@@ -20,11 +22,16 @@ type FailoverConfig struct {
 	Timeout  time.Duration // for one canary query (default: interval/2, at most 2s)
 	Name     string        // the canary name, e.g. canary.example.net.
 	Type     uint16
-	Expect   string // an address (or any rdata text) the answer must contain; "" accepts any answer
-	Local    []netip.AddrPort
-	Remote   []netip.AddrPort
-	Fall     int // consecutive failed rounds before failing over (default 2)
-	Rise     int // consecutive good rounds before failing back (default 2)
+	// Expect is the rdata one record of Type in the answer must have: an address for A and
+	// AAAA (compared as addresses), the record's text after the header for other types
+	// (compared as rdata: domain names in it case-insensitively, as DNS does). Records of
+	// other types, such as the CNAMEs leading to the answer, never match. "" accepts any
+	// answer.
+	Expect string
+	Local  []netip.AddrPort
+	Remote []netip.AddrPort
+	Fall   int // consecutive failed rounds before failing over (default 2)
+	Rise   int // consecutive good rounds before failing back (default 2)
 }
 
 // Validate reports a config NewFailover would reject.
@@ -39,7 +46,68 @@ func (c FailoverConfig) Validate() error {
 	case c.Fall < 0 || c.Rise < 0:
 		return errors.New("failover: rise and fall must not be negative")
 	}
+	if c.Expect != "" {
+		if _, err := newExpectation(c.Type, c.Expect); err != nil {
+			return fmt.Errorf("failover: %w", err)
+		}
+	}
 	return nil
+}
+
+// expectation is FailoverConfig.Expect parsed as rdata of the canary's type.
+type expectation struct {
+	qtype uint16
+	addr  netip.Addr // A, AAAA
+	rr    dns.RR     // other types: owner ".", class IN; never modified (rounds share it)
+}
+
+func newExpectation(qtype uint16, expect string) (expectation, error) {
+	e := expectation{qtype: qtype}
+	switch qtype {
+	case dns.TypeA, dns.TypeAAAA:
+		a, err := netip.ParseAddr(expect)
+		if err != nil || a.Zone() != "" || (qtype == dns.TypeA) != a.Unmap().Is4() {
+			return e, fmt.Errorf("expect %q is not an %s address", expect, dns.TypeToString[qtype])
+		}
+		e.addr = a.Unmap()
+		return e, nil
+	}
+	rr, err := dns.NewRR(". 0 IN " + dns.TypeToString[qtype] + " " + expect)
+	if err != nil || rr == nil || rr.Header().Rrtype != qtype {
+		return e, fmt.Errorf("expect %q is not %s rdata", expect, dns.TypeToString[qtype])
+	}
+	e.rr = rr
+	return e, nil
+}
+
+// matches reports whether one record of the answer, each in presentation form, is of the
+// expected type with the expected rdata. Records of other types (the CNAMEs leading to the
+// answer) and records that do not parse never match.
+func (e expectation) matches(answers []string) bool {
+	for _, text := range answers {
+		rr, err := dns.NewRR(text)
+		if err != nil || rr == nil || rr.Header().Rrtype != e.qtype {
+			continue
+		}
+		switch r := rr.(type) {
+		case *dns.A:
+			if a, ok := netip.AddrFromSlice(r.A); ok && a.Unmap() == e.addr {
+				return true
+			}
+		case *dns.AAAA:
+			if a, ok := netip.AddrFromSlice(r.AAAA); ok && a.Unmap() == e.addr {
+				return true
+			}
+		default:
+			// Same rdata: with owner and class set as in e.rr, IsDuplicate compares just that
+			// (names case-insensitively, other fields exactly; TTLs are ignored).
+			rr.Header().Name, rr.Header().Class = ".", dns.ClassINET
+			if dns.IsDuplicate(rr, e.rr) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Prober asks one recursor directly, bypassing the cache, and returns the answer's records as
@@ -78,6 +146,7 @@ type FailoverStatus struct {
 // Fall bad rounds of the local recursors fail over, Rise good rounds fail back.
 type Failover struct {
 	cfg    FailoverConfig
+	expect *expectation // nil: any answer passes
 	prober Prober
 	setter UpstreamSetter
 	log    *slog.Logger
@@ -102,7 +171,12 @@ func NewFailover(cfg FailoverConfig, p Prober, s UpstreamSetter, log *slog.Logge
 	if cfg.Timeout == 0 {
 		cfg.Timeout = min(cfg.Interval/2, 2*time.Second)
 	}
-	return &Failover{cfg: cfg, prober: p, setter: s, log: log}, nil
+	f := &Failover{cfg: cfg, prober: p, setter: s, log: log}
+	if cfg.Expect != "" {
+		e, _ := newExpectation(cfg.Type, cfg.Expect) // Validate parsed it
+		f.expect = &e
+	}
+	return f, nil
 }
 
 // Status returns a snapshot.
@@ -190,8 +264,8 @@ func (f *Failover) canaries(ctx context.Context) (local, remote bool, evidence s
 			cctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 			defer cancel()
 			answers, err := f.prober.Probe(cctx, a, f.cfg.Name, f.cfg.Type)
-			if err == nil && f.cfg.Expect != "" && !containsText(answers, f.cfg.Expect) {
-				err = fmt.Errorf("answer %v lacks %s", answers, f.cfg.Expect)
+			if err == nil && f.expect != nil && !f.expect.matches(answers) {
+				err = fmt.Errorf("answer %v lacks %s (%s)", answers, f.cfg.Expect, dns.TypeToString[f.cfg.Type])
 			}
 			results <- result{a, i >= len(f.cfg.Local), err}
 		}()
@@ -216,13 +290,4 @@ func (f *Failover) canaries(ctx context.Context) (local, remote bool, evidence s
 	}
 	slices.Sort(parts)
 	return local, remote, strings.Join(parts, "; ")
-}
-
-func containsText(answers []string, want string) bool {
-	for _, a := range answers {
-		if strings.Contains(a, want) {
-			return true
-		}
-	}
-	return false
 }

@@ -130,3 +130,88 @@ func TestFailoverExpect(t *testing.T) {
 		cancel()
 	})
 }
+
+// answers is a Prober every recursor of which gives the same answer section.
+type answers []string
+
+func (a answers) Probe(context.Context, netip.AddrPort, string, uint16) ([]string, error) {
+	return a, nil
+}
+
+// TestFailoverExpectRecords: the canary passes on a record of the canary's type whose rdata is
+// the expected one, never on text that merely contains it (192.0.2.9 in 192.0.2.99) and never
+// on a record of another type (the CNAME that leads to the address).
+func TestFailoverExpectRecords(t *testing.T) {
+	const (
+		cname = "canary.example.net. 60 IN CNAME edge.example.net."
+		a9    = "edge.example.net. 60 IN A 192.0.2.9"
+		a99   = "canary.example.net. 60 IN A 192.0.2.99"
+		aaaa  = "canary.example.net. 60 IN AAAA 2001:db8::9"
+	)
+	for _, tc := range []struct {
+		name    string
+		qtype   uint16
+		expect  string
+		answers answers
+		pass    bool
+	}{
+		{"A equal", dns.TypeA, "192.0.2.99", answers{a99}, true},
+		{"A prefix of the answer's text", dns.TypeA, "192.0.2.9", answers{a99}, false},
+		{"A behind a CNAME", dns.TypeA, "192.0.2.9", answers{cname, a9}, true},
+		{"A among others", dns.TypeA, "192.0.2.9", answers{cname, a99, a9}, true},
+		{"CNAME wanted, only an A given", dns.TypeCNAME, "edge.example.net.", answers{a9}, false},
+		{"A text of another record", dns.TypeA, "192.0.2.9", answers{`canary.example.net. 60 IN TXT "192.0.2.9"`}, false},
+		{"AAAA equal in another spelling", dns.TypeAAAA, "2001:db8:0::9", answers{aaaa}, true},
+		{"AAAA prefix", dns.TypeAAAA, "2001:db8::", answers{aaaa}, false},
+		{"CNAME exact", dns.TypeCNAME, "edge.example.net.", answers{cname, a9}, true},
+		{"CNAME in another case", dns.TypeCNAME, "Edge.Example.NET.", answers{cname}, true},
+		{"CNAME a suffix", dns.TypeCNAME, "example.net.", answers{cname}, false},
+		{"TXT exact", dns.TypeTXT, `"v=ok"`, answers{`canary.example.net. 60 IN TXT "v=ok"`}, true},
+		{"TXT unquoted", dns.TypeTXT, "v=ok", answers{`canary.example.net. 60 IN TXT "v=ok"`}, true},
+		{"TXT longer", dns.TypeTXT, "v=ok", answers{`canary.example.net. 60 IN TXT "v=okay"`}, false},
+		{"unparsable answer", dns.TypeA, "192.0.2.9", answers{"192.0.2.9"}, false},
+		{"no answer", dns.TypeA, "192.0.2.9", answers{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l1, r1 := netip.MustParseAddrPort("192.0.2.120:53"), netip.MustParseAddrPort("203.0.113.120:53")
+			f, err := NewFailover(FailoverConfig{Interval: time.Second, Name: "canary.example.net.", Type: tc.qtype,
+				Expect: tc.expect, Local: []netip.AddrPort{l1}, Remote: []netip.AddrPort{r1}}, tc.answers, &pools{}, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			local, remote, evidence := f.canaries(t.Context())
+			if local != tc.pass || remote != tc.pass {
+				t.Errorf("expect %s %q on %q: local %v remote %v (%s), want %v", dns.TypeToString[tc.qtype], tc.expect, tc.answers, local, remote, evidence, tc.pass)
+			}
+			if !tc.pass && !strings.Contains(evidence, "lacks "+tc.expect) {
+				t.Errorf("evidence %q does not say what was missing", evidence)
+			}
+		})
+	}
+}
+
+func TestFailoverExpectValidate(t *testing.T) {
+	base := FailoverConfig{Interval: time.Second, Name: "canary.example.net.",
+		Local: []netip.AddrPort{netip.MustParseAddrPort("192.0.2.120:53")}, Remote: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.120:53")}}
+	for _, tc := range []struct {
+		qtype  uint16
+		expect string
+		ok     bool
+	}{
+		{dns.TypeA, "192.0.2.9", true},
+		{dns.TypeA, "2001:db8::9", false},
+		{dns.TypeA, "192.0.2", false},
+		{dns.TypeAAAA, "2001:db8::9", true},
+		{dns.TypeAAAA, "192.0.2.9", false},
+		{dns.TypeCNAME, "edge.example.net.", true},
+		{dns.TypeMX, "mail.example.net.", false}, // MX rdata has a preference
+		{dns.TypeMX, "10 mail.example.net.", true},
+		{dns.TypeTXT, "", true},
+	} {
+		c := base
+		c.Type, c.Expect = tc.qtype, tc.expect
+		if err := c.Validate(); (err == nil) != tc.ok {
+			t.Errorf("Validate(%s %q) = %v, want ok %v", dns.TypeToString[tc.qtype], tc.expect, err, tc.ok)
+		}
+	}
+}

@@ -214,6 +214,7 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 		}
 	}
 	if cfg.Server.present {
+		p.checkServed(&cfg.Server, cfg.Resolver.Listen)
 		if err := cfg.Server.BGP.Validate(); err != nil {
 			p.errs = append(p.errs, fmt.Errorf("%s: bgp: %w", path, err))
 		}

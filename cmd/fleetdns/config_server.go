@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -22,7 +23,8 @@ type serverConfig struct {
 	HealthName string
 	HealthType uint16
 	Controller fabric.ControllerConfig
-	present    bool // a bgp: block was given
+	present    bool         // a bgp: block was given
+	announced  []*yaml.Node // bgp.announce[i]'s prefix value (or the item without one), for errors
 }
 
 func defaultServerConfig() serverConfig {
@@ -60,7 +62,7 @@ func (p *parser) bgp(n *yaml.Node, s *serverConfig) {
 		case "bgp.peers":
 			s.BGP.Peers = p.peers(v)
 		case "bgp.announce":
-			s.BGP.Prefixes = p.announce(v)
+			s.BGP.Prefixes, s.announced = p.announce(v)
 		case "bgp.secondary_local_pref":
 			s.BGP.SecondaryLocalPref = uint32(p.integer(v, key, 0))
 		case "bgp.secondary_prepend":
@@ -156,13 +158,16 @@ func (p *parser) peers(n *yaml.Node) []bgp.Peer {
 	return out
 }
 
-func (p *parser) announce(n *yaml.Node) []bgp.Prefix {
+func (p *parser) announce(n *yaml.Node) ([]bgp.Prefix, []*yaml.Node) {
 	var out []bgp.Prefix
+	var nodes []*yaml.Node
 	p.entries(n, "bgp.announce", "prefixes", func(prefix string, item *yaml.Node) {
 		var pr bgp.Prefix
+		node := item
 		p.mapping(item, prefix, func(key string, k, v *yaml.Node) {
 			switch strings.TrimPrefix(key, prefix+".") {
 			case "prefix":
+				node = v
 				s := p.str(v, key)
 				pfx, err := netip.ParsePrefix(s)
 				if err != nil || pfx != pfx.Masked() {
@@ -189,8 +194,36 @@ func (p *parser) announce(n *yaml.Node) []bgp.Prefix {
 			}
 		})
 		out = append(out, pr)
+		nodes = append(nodes, node)
 	})
-	return out
+	return out, nodes
+}
+
+// checkServed reports every announced prefix that no listen address serves: announced, it
+// would draw the anycast traffic of the prefix to a node that does not answer on it, a
+// blackhole. A listen address serves a prefix that contains it; a wildcard listen serves every
+// local address: 0.0.0.0 the IPv4 prefixes, [::] every prefix (Go opens it dual-stack). Ports
+// are not compared: the prefix is about where queries are routed, the port is the clients'.
+func (p *parser) checkServed(s *serverConfig, listen []netip.AddrPort) {
+	for i, pr := range s.BGP.Prefixes {
+		if !pr.Prefix.IsValid() || i >= len(s.announced) {
+			continue // reported where it was parsed, or by bgp.Config.Validate
+		}
+		served := false
+		for _, a := range listen {
+			addr := a.Addr().Unmap()
+			if pr.Prefix.Contains(addr) || (addr.IsUnspecified() && (addr.Is6() || pr.Prefix.Addr().Is4())) {
+				served = true
+				break
+			}
+		}
+		if !served {
+			example := netip.AddrPortFrom(pr.Prefix.Addr(), 53)
+			p.errorf(s.announced[i], fmt.Sprintf("bgp.announce[%d].prefix", i),
+				"no listen address is in %s: announced, it would draw queries that this node does not answer (add one to listen, e.g. %q)",
+				pr.Prefix, example)
+		}
+	}
 }
 
 func (p *parser) asn(n *yaml.Node, key string) uint32 {

@@ -263,6 +263,11 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{"bad.yaml:3: failover: the canary needs a name and a type"},
 		},
 		{
+			name: "failover expect not rdata of the canary's type",
+			yaml: "listen: [\"127.0.0.1:5300\"]\nfailover:\n  local: [192.0.2.1]\n  remote: [192.0.2.2]\n  canary: {name: canary.test., type: A, expect: canary.test.}\n" + okForward,
+			want: []string{`bad.yaml:3: failover: expect "canary.test." is not an A address`},
+		},
+		{
 			name: "key given twice",
 			yaml: "rrset_roundrobin: true\nrrset_roundrobin: false\n" + okForward,
 			want: []string{"bad.yaml:2: rrset_roundrobin: given twice"},
@@ -455,6 +460,24 @@ func TestParseConfigErrors(t *testing.T) {
 			name: "server mode on a service address without access_control",
 			yaml: "listen: [\"127.0.0.1:53\", \"198.51.100.53:53\"]\nnode: {id: n1}\nbgp:\n  asn: 65053\n  router_id: 192.0.2.1\n  peers: [{address: 192.0.2.254, asn: 65000, local_address: 192.0.2.1}]\n  announce: [{prefix: 198.51.100.53/32}]\n" + okForward,
 			want: []string{`bad.yaml:1: listen: 198.51.100.53:53 is not a loopback address, and without access_control only loopback clients are answered`},
+		},
+		{
+			name: "announced prefix no listen address is in",
+			yaml: "listen: [\"198.51.100.53:53\", \"192.0.2.1:53\"]\naccess_control: [192.0.2.0/24]\nnode: {id: n1}\nbgp:\n  asn: 65053\n  router_id: 192.0.2.1\n  peers: [{address: 192.0.2.254, asn: 65000, local_address: 192.0.2.1}, {address: \"2001:db8::254\", asn: 65000, local_address: \"2001:db8::1\"}]\n  announce:\n    - {prefix: 198.51.100.53/32}\n    - {prefix: 198.51.100.54/32, priority: secondary}\n    - {prefix: \"2001:db8:5353::53/128\"}\n" + okForward,
+			want: []string{
+				`bad.yaml:10: bgp.announce[1].prefix: no listen address is in 198.51.100.54/32: announced, it would draw queries that this node does not answer (add one to listen, e.g. "198.51.100.54:53")`,
+				`bad.yaml:11: bgp.announce[2].prefix: no listen address is in 2001:db8:5353::53/128`,
+			},
+		},
+		{
+			name: "announced prefix with the default (loopback) listen",
+			yaml: "node: {id: n1}\nbgp:\n  asn: 65053\n  router_id: 192.0.2.1\n  peers: [{address: 192.0.2.254, asn: 65000, local_address: 192.0.2.1}]\n  announce: [{prefix: 198.51.100.53/32}]\n" + okForward,
+			want: []string{`bad.yaml:6: bgp.announce[0].prefix: no listen address is in 198.51.100.53/32`},
+		},
+		{
+			name: "IPv6 prefix with an IPv4 wildcard listen",
+			yaml: "listen: [\"0.0.0.0:53\"]\naccess_control: [192.0.2.0/24]\nnode: {id: n1}\nbgp:\n  asn: 65053\n  router_id: 192.0.2.1\n  peers: [{address: 192.0.2.254, asn: 65000, local_address: 192.0.2.1}, {address: \"2001:db8::254\", asn: 65000, local_address: \"2001:db8::1\"}]\n  announce: [{prefix: 198.51.100.53/32}, {prefix: \"2001:db8:5353::53/128\"}]\n" + okForward,
+			want: []string{`bad.yaml:8: bgp.announce[1].prefix: no listen address is in 2001:db8:5353::53/128`},
 		},
 		{
 			name: "health below the BGP minimum",
@@ -661,7 +684,7 @@ func TestRun(t *testing.T) {
 // UDP answers per prefix and a client config does not; rate_limit given decides in both.
 func TestRateLimitByMode(t *testing.T) {
 	useResolvConf(t, "nameserver 192.0.2.99\n")
-	const server = "node: {id: n1}\nbgp:\n  asn: 65053\n  router_id: 192.0.2.1\n  peers: [{address: 192.0.2.254, asn: 65000, local_address: 192.0.2.1}]\n  announce: [{prefix: 198.51.100.53/32}]\n"
+	const server = "listen: [\"198.51.100.53:53\"]\naccess_control: [192.0.2.0/24]\nnode: {id: n1}\nbgp:\n  asn: 65053\n  router_id: 192.0.2.1\n  peers: [{address: 192.0.2.254, asn: 65000, local_address: 192.0.2.1}]\n  announce: [{prefix: 198.51.100.53/32}]\n"
 	for _, tc := range []struct {
 		name, yaml string
 		want       resolver.RateLimit
@@ -680,5 +703,22 @@ func TestRateLimitByMode(t *testing.T) {
 				t.Errorf("parseConfig(%q).Resolver.RateLimit = %+v, want %+v", tc.yaml, cfg.Resolver.RateLimit, tc.want)
 			}
 		})
+	}
+}
+
+// TestAnnounceServed: a prefix is served by a listen address in it, by 0.0.0.0 if it is IPv4,
+// and by [::] in any case (Go opens [::] dual-stack); the port does not matter.
+func TestAnnounceServed(t *testing.T) {
+	useResolvConf(t, "nameserver 192.0.2.99\n")
+	const bgp = "access_control: [192.0.2.0/24]\nnode: {id: n1}\nbgp:\n  asn: 65053\n  router_id: 192.0.2.1\n  peers: [{address: 192.0.2.254, asn: 65000, local_address: 192.0.2.1}, {address: \"2001:db8::254\", asn: 65000, local_address: \"2001:db8::1\"}]\n  announce: [{prefix: 198.51.100.53/32}, {prefix: 198.51.100.54/32, priority: secondary}, {prefix: \"2001:db8:5353::/64\"}]\n"
+	for _, listen := range []string{
+		`["198.51.100.53:53", "198.51.100.54:5300", "[2001:db8:5353::53]:53"]`,
+		`["0.0.0.0:53", "[2001:db8:5353::53]:53"]`,
+		`["[::]:53"]`,
+		`["[::ffff:198.51.100.53]:53", "198.51.100.54:53", "[2001:db8:5353::1]:53"]`,
+	} {
+		if _, err := parseConfig("served.yaml", []byte("listen: "+listen+"\n"+bgp)); err != nil {
+			t.Errorf("listen %s: %v, want every prefix served", listen, err)
+		}
 	}
 }
