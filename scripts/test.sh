@@ -21,6 +21,7 @@ has dnsdist || need+=(dnsdist)
 has kresd || need+=(knot-resolver)
 has dnsperf || need+=(dnsperf)
 has bird || need+=(bird2)
+has vtysh || need+=(frr)   # the shipped FRR router snippet is parsed and started by configs/ tests
 has nft || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
@@ -31,7 +32,7 @@ if [ ${#need[@]} -gt 0 ]; then
   # Where systemd runs, the packages start their own services; tests and benchmarks start
   # their own instances on free ports, so the system ones would only take CPU.
   if [ -d /run/systemd/system ]; then
-    $sudo systemctl disable --now unbound pdns-recursor dnsdist kresd@1 nsd bird 2>/dev/null || true
+    $sudo systemctl disable --now unbound pdns-recursor dnsdist kresd@1 nsd bird frr 2>/dev/null || true
   fi
 fi
 export PATH="$PATH:/usr/sbin:/sbin:/usr/local/go/bin"
