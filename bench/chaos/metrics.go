@@ -19,8 +19,13 @@ import (
 // counters the lab reports, by their full series name. The connection is made on a thread in
 // the namespace, so plain HTTP/1.0 over it is simpler than teaching net/http's dialer goroutines.
 func (l *Lab) fleetdnsMetrics(ctx context.Context) (map[string]float64, error) {
+	return fleetdnsMetricsIn(ctx, StubNS)
+}
+
+// fleetdnsMetricsIn reads the metrics of the fleetdns that listens on metricsAddr in ns.
+func fleetdnsMetricsIn(ctx context.Context, ns string) (map[string]float64, error) {
 	var resp []byte
-	err := bench.InNetns(StubNS, func() error {
+	err := bench.InNetns(ns, func() error {
 		d := net.Dialer{Timeout: 2 * time.Second}
 		c, err := d.DialContext(ctx, "tcp", metricsAddr.String())
 		if err != nil {
