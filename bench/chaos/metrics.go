@@ -94,10 +94,18 @@ func metricsSummary(before, after map[string]float64) string {
 func shortName(series string) string {
 	name, labels, _ := strings.Cut(series, "{")
 	name = strings.TrimSuffix(strings.TrimPrefix(name, "fleetdns_"), "_total")
+	var kind, upstream string
 	for l := range strings.SplitSeq(strings.TrimSuffix(labels, "}"), ",") {
-		if k, v, ok := strings.Cut(l, "="); ok && (k == "result" || k == "source") {
-			return name + "{" + strings.Trim(v, `"`) + "}"
+		k, v, ok := strings.Cut(l, "=")
+		switch {
+		case ok && (k == "result" || k == "source"):
+			kind = strings.Trim(v, `"`)
+		case ok && k == "upstream":
+			upstream = " " + strings.Trim(v, `"`) // a stub with several upstreams (the fabric)
 		}
 	}
-	return name
+	if kind == "" {
+		return name
+	}
+	return name + "{" + kind + upstream + "}"
 }
