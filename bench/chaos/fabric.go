@@ -14,6 +14,7 @@ package chaos
 // process in an fdf-* namespace, then the namespaces), and Close runs `down` again.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -269,6 +271,30 @@ func (f *Fabric) paths(ctx context.Context) int {
 	return strings.Count(string(out), "unicast [")
 }
 
+// protocols is the state of the router's BGP sessions to the nodes (`birdc show protocols`),
+// one "name state info" per node, "" if birdc failed.
+func (f *Fabric) protocols(ctx context.Context) string {
+	bin, err := lookPath("birdc")
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-s", filepath.Join(f.labDir, "bird.ctl"), "show", "protocols").CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	var ps []string
+	for line := range strings.Lines(string(out)) {
+		fs := strings.Fields(line)
+		if len(fs) >= 4 && (fs[0] == "n1" || fs[0] == "n2") && fs[1] == "BGP" {
+			// name, state, then what follows the "since" time
+			ps = append(ps, strings.Join(append([]string{fs[0], fs[3]}, fs[5:]...), " "))
+		}
+	}
+	return strings.Join(ps, ", ")
+}
+
 func (f *Fabric) waitPaths(ctx context.Context, n int, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
@@ -390,6 +416,21 @@ func (s FabricScenario) String() string {
 	return [...]string{"node SIGKILL", "node SIGSTOP", "dc1 recursors cut", "stub restart"}[s]
 }
 
+// AllFabricScenarios are the fabric scenarios, in the order a run makes them.
+func AllFabricScenarios() []FabricScenario {
+	return []FabricScenario{NodeKilled, NodeStopped, RecursorsCut, StubRestarted}
+}
+
+// ParseFabricScenario reads a scenario's short name: kill, stop, cut or restart.
+func ParseFabricScenario(s string) (FabricScenario, error) {
+	for i, n := range []string{"kill", "stop", "cut", "restart"} {
+		if s == n {
+			return FabricScenario(i), nil
+		}
+	}
+	return 0, fmt.Errorf("fabric scenario %q: want kill, stop, cut or restart", s)
+}
+
 // Datacenters is how many datacenters the scenario's fabric needs.
 func (s FabricScenario) Datacenters() int {
 	if s == RecursorsCut {
@@ -402,13 +443,36 @@ func (s FabricScenario) Datacenters() int {
 type FailWindow struct {
 	Failed      int
 	First, Last time.Duration // send times of the first and last failed query (Failed > 0)
+	Bursts      []Burst       // the failures grouped: a gap of more than burstGap starts a new one
 }
+
+// Burst is a run of failed lookups with no gap over burstGap between their send times.
+type Burst struct {
+	First, Last time.Duration
+	Failed      int
+}
+
+// burstGap splits failures into bursts: at 200 queries/s a query goes every 5 ms, so 250 ms
+// without a failure is fifty answered queries in a row.
+const burstGap = 250 * time.Millisecond
 
 func (w FailWindow) String() string {
 	if w.Failed == 0 {
 		return "none failed"
 	}
-	return fmt.Sprintf("%d, sent %s to %s (%s)", w.Failed, signed(w.First), signed(w.Last), ms(w.Last-w.First))
+	var bs []string
+	for i, b := range w.Bursts {
+		if i == 3 {
+			bs = append(bs, fmt.Sprintf("and %d more bursts", len(w.Bursts)-3))
+			break
+		}
+		if b.Failed == 1 {
+			bs = append(bs, fmt.Sprintf("1 at %s", signed(b.First)))
+		} else {
+			bs = append(bs, fmt.Sprintf("%d from %s to %s", b.Failed, signed(b.First), signed(b.Last)))
+		}
+	}
+	return fmt.Sprintf("%d: %s", w.Failed, strings.Join(bs, ", "))
 }
 
 func signed(d time.Duration) string {
@@ -589,6 +653,9 @@ func (f *Fabric) RunFabricScenario(ctx context.Context, sc FabricScenario, befor
 	if err := errors.Join(stepErr, loadErr); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Name, err)
 	}
+	if p := f.protocols(ctx); p != "" {
+		events = append(events, Event{At: sinceFault(), What: "router at the end: " + p})
+	}
 	sortEvents(events)
 	r.Events = events
 	if sc != StubRestarted {
@@ -625,28 +692,29 @@ func (f *Fabric) RunFabricScenario(ctx context.Context, sc FabricScenario, befor
 }
 
 func sortEvents(es []Event) {
-	for i := 1; i < len(es); i++ {
-		for j := i; j > 0 && es[j].At < es[j-1].At; j-- {
-			es[j], es[j-1] = es[j-1], es[j]
-		}
-	}
+	slices.SortStableFunc(es, func(a, b Event) int { return cmp.Compare(a.At, b.At) })
 }
 
 // failWindow finds the failed lookups of a load, their send times relative to fault.
 func failWindow(fates []bench.QueryFate, fault time.Duration) FailWindow {
-	var w FailWindow
+	var at []time.Duration
 	for _, q := range fates {
-		if q.Latency != bench.Lost && int(q.Rcode) == dns.RcodeSuccess {
-			continue
+		if q.Latency == bench.Lost || int(q.Rcode) != dns.RcodeSuccess {
+			at = append(at, q.At-fault)
 		}
-		at := q.At - fault
-		if w.Failed == 0 || at < w.First {
-			w.First = at
+	}
+	slices.Sort(at)
+	w := FailWindow{Failed: len(at)}
+	for i, t := range at {
+		if i == 0 || t-at[i-1] > burstGap {
+			w.Bursts = append(w.Bursts, Burst{First: t})
 		}
-		if w.Failed == 0 || at > w.Last {
-			w.Last = at
-		}
-		w.Failed++
+		b := &w.Bursts[len(w.Bursts)-1]
+		b.Last = t
+		b.Failed++
+	}
+	if len(at) > 0 {
+		w.First, w.Last = at[0], at[len(at)-1]
 	}
 	return w
 }

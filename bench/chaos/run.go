@@ -21,6 +21,8 @@ type RunConfig struct {
 	Fabric       bool
 	FabricOnly   bool
 	FabricOutage time.Duration
+	// FabricScenarios are the fabric scenarios to run; nil: all (FabricScenarios()).
+	FabricScenarios []FabricScenario
 }
 
 // Run builds the lab, runs every scenario and removes the lab again.
@@ -79,7 +81,11 @@ func runFabric(ctx context.Context, rc RunConfig, rep *Report) error {
 	if outage <= 0 {
 		outage = 10 * time.Second
 	}
-	for i, sc := range []FabricScenario{NodeKilled, NodeStopped, RecursorsCut, StubRestarted} {
+	scs := rc.FabricScenarios
+	if scs == nil {
+		scs = AllFabricScenarios()
+	}
+	for i, sc := range scs {
 		dir := filepath.Join(rc.Dir, fmt.Sprintf("fabric%d", i))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err

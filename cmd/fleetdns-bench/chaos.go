@@ -27,6 +27,7 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fabric := fs.Bool("fabric", false, "run the fabric scenarios too (stubs in front of two anycast nodes behind BIRD 2; needs bird2)")
 	fabricOnly := fs.Bool("fabric-only", false, "run only the fabric scenarios (implies -fabric; -loss and -outage are ignored)")
 	fabricOutage := fs.Duration("fabric-outage", 10*time.Second, "how long each fabric fault lasts (a node frozen, dc1's recursor cut)")
+	fabricScenarios := fs.String("fabric-scenarios", "kill,stop,cut,restart", "comma-separated fabric scenarios: kill, stop, cut, restart")
 	fabricOut := fs.String("fabric-out", "bench/results/chaos-fabric.md", "Markdown report of the fabric scenarios")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -44,6 +45,18 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		pcts = append(pcts, n)
 	}
 	*fabric = *fabric || *fabricOnly
+	var scs []chaos.FabricScenario
+	for f := range strings.SplitSeq(*fabricScenarios, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		sc, err := chaos.ParseFabricScenario(f)
+		if err != nil {
+			fmt.Fprintln(stderr, "fleetdns-bench chaos: -fabric-scenarios:", err)
+			return 2
+		}
+		scs = append(scs, sc)
+	}
 	avail := chaos.Available
 	if *fabric {
 		avail = chaos.FabricAvailable
@@ -72,7 +85,7 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	rep, err := chaos.Run(ctx, chaos.RunConfig{
 		Config:   chaos.Config{Dir: lab, FleetdnsBinary: *fleetdns, Log: stdout},
 		Duration: *duration, Losses: pcts, Outage: *outage,
-		Fabric: *fabric, FabricOnly: *fabricOnly, FabricOutage: *fabricOutage,
+		Fabric: *fabric, FabricOnly: *fabricOnly, FabricOutage: *fabricOutage, FabricScenarios: scs,
 		Command: strings.TrimSpace("go run ./cmd/fleetdns-bench chaos " + strings.Join(args, " ")),
 	})
 	if err != nil {
