@@ -69,6 +69,7 @@ type FabricConfig struct {
 	LabScript      string    // fabric/lab/lab.sh; "": found above the working directory
 	Log            io.Writer // progress; nil: none
 	Datacenters    int       // 1, or 2 for dc2's recursor and the nodes' failover (LAB_DCS=2)
+	AnycastOnly    bool      // the stubs forward to the anycast address alone, not StubUpstreams
 }
 
 // Fabric is a running fabric: lab.sh's lab plus the two stubs in its client namespace.
@@ -215,7 +216,7 @@ func (f *Fabric) startStub(sys *system) error {
 		extra = fmt.Sprintf("control: {socket: %q}\nmetrics: {listen: %q}\n", filepath.Join(dir, "control.sock"), metricsAddr.String())
 	}
 	p, err := peer.Start(bench.PeerOptions{
-		Dir: dir, Listen: sys.addr, Upstream: StubUpstreams[0], MoreUpstreams: StubUpstreams[1:],
+		Dir: dir, Listen: sys.addr, Upstream: StubUpstreams[0], MoreUpstreams: f.moreUpstreams(),
 		CPU: systemCPU, CacheEntries: 10_000, ReadyName: "www." + fabricZone,
 		FleetdnsBinary: f.cfg.FleetdnsBinary, FleetdnsConfig: extra, Netns: FabricClient,
 	})
@@ -224,6 +225,13 @@ func (f *Fabric) startStub(sys *system) error {
 	}
 	sys.proc = p
 	return nil
+}
+
+func (f *Fabric) moreUpstreams() []netip.AddrPort {
+	if f.cfg.AnycastOnly {
+		return nil
+	}
+	return StubUpstreams[1:]
 }
 
 // Close stops the stubs (by PID), then runs `lab.sh down`, which stops the lab's processes by
@@ -522,6 +530,9 @@ func (f *Fabric) RunFabricScenario(ctx context.Context, sc FabricScenario, befor
 		CachedFail: map[string]FailWindow{}, UncachFail: map[string]FailWindow{}}
 	if sc == NodeKilled {
 		r.Name = sc.String()
+	}
+	if f.cfg.AnycastOnly {
+		r.Name += " (stubs: anycast only)"
 	}
 	total := before + outage + after
 	f.logf("%s: load for %s, fault after %s", r.Name, total, before)

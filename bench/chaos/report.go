@@ -149,7 +149,8 @@ func (r *Report) FabricMarkdown() string {
 		"failover only for the recursor cut). A fresh fabric per scenario.\n", FabricPrefix, anycastAddr.Addr(), FabricHold)
 	fmt.Fprintf(&b, "- Stubs in %s: fleetdns %s (client mode, built from the tree) and unbound %s, both forwarding \".\" to %s "+
 		"in that order (the anycast address, then each node's unicast address), prefetch and serve-stale on "+
-		"(stale answers after 1.8 s), on CPU 0.\n", FabricClient, r.Versions["fleetdns"], r.Versions["unbound"], upstreamList())
+		"(stale answers after 1.8 s), on CPU 0; scenarios marked \"stubs: anycast only\" forward to %s alone.\n",
+		FabricClient, r.Versions["fleetdns"], r.Versions["unbound"], upstreamList(), anycastAddr)
 	fmt.Fprintf(&b, "- Load per stub: cached = %d names with TTL %s cycled at %d queries/s (warmed first); "+
 		"uncached = a new name (wildcard) per query at %d queries/s; open loop; a query unanswered in %s is lost. "+
 		"failed = SERVFAIL, other error codes, or lost.\n", CachedNames, CachedTTL, CachedRate, UncachedRate, ClientTimeout)

@@ -23,6 +23,9 @@ type RunConfig struct {
 	FabricOutage time.Duration
 	// FabricScenarios are the fabric scenarios to run; nil: all (FabricScenarios()).
 	FabricScenarios []FabricScenario
+	// FabricAnycastOnly runs each fabric scenario a second time with stubs that forward to the
+	// anycast address alone.
+	FabricAnycastOnly bool
 }
 
 // Run builds the lab, runs every scenario and removes the lab again.
@@ -85,12 +88,27 @@ func runFabric(ctx context.Context, rc RunConfig, rep *Report) error {
 	if scs == nil {
 		scs = AllFabricScenarios()
 	}
-	for i, sc := range scs {
+	type run struct {
+		sc          FabricScenario
+		anycastOnly bool
+	}
+	var runs []run
+	for _, sc := range scs {
+		runs = append(runs, run{sc: sc})
+	}
+	if rc.FabricAnycastOnly {
+		for _, sc := range scs {
+			runs = append(runs, run{sc: sc, anycastOnly: true})
+		}
+	}
+	for i, ru := range runs {
+		sc := ru.sc
 		dir := filepath.Join(rc.Dir, fmt.Sprintf("fabric%d", i))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		f, err := StartFabric(ctx, FabricConfig{Dir: dir, FleetdnsBinary: rc.FleetdnsBinary, Log: rc.Log, Datacenters: sc.Datacenters()})
+		f, err := StartFabric(ctx, FabricConfig{Dir: dir, FleetdnsBinary: rc.FleetdnsBinary, Log: rc.Log,
+			Datacenters: sc.Datacenters(), AnycastOnly: ru.anycastOnly})
 		if err != nil {
 			return err
 		}

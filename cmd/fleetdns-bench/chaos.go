@@ -28,6 +28,7 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fabricOnly := fs.Bool("fabric-only", false, "run only the fabric scenarios (implies -fabric; -loss and -outage are ignored)")
 	fabricOutage := fs.Duration("fabric-outage", 10*time.Second, "how long each fabric fault lasts (a node frozen, dc1's recursor cut)")
 	fabricScenarios := fs.String("fabric-scenarios", "kill,stop,cut,restart", "comma-separated fabric scenarios: kill, stop, cut, restart")
+	fabricAnycast := fs.Bool("fabric-anycast", false, "run each fabric scenario again with stubs that forward to the anycast address alone")
 	fabricOut := fs.String("fabric-out", "bench/results/chaos-fabric.md", "Markdown report of the fabric scenarios")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -85,7 +86,7 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	rep, err := chaos.Run(ctx, chaos.RunConfig{
 		Config:   chaos.Config{Dir: lab, FleetdnsBinary: *fleetdns, Log: stdout},
 		Duration: *duration, Losses: pcts, Outage: *outage,
-		Fabric: *fabric, FabricOnly: *fabricOnly, FabricOutage: *fabricOutage, FabricScenarios: scs,
+		Fabric: *fabric, FabricOnly: *fabricOnly, FabricOutage: *fabricOutage, FabricScenarios: scs, FabricAnycastOnly: *fabricAnycast,
 		Command: strings.TrimSpace("go run ./cmd/fleetdns-bench chaos " + strings.Join(args, " ")),
 	})
 	if err != nil {
