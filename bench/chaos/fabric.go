@@ -501,6 +501,10 @@ type FabricResult struct {
 	Events                 []Event // from the fault
 	Metrics                string
 	Load                   string // load average at the end
+	// RcvbufErrors counts UDP packets the client namespace's kernel dropped over the load
+	// because a socket's receive buffer was full: a stub (or the load generator) that did not
+	// read for a while, which is the machine's doing (both stubs share CPU 0), not the fault's.
+	RcvbufErrors int64
 }
 
 // System returns the whole load's result of the system called name.
@@ -543,6 +547,7 @@ func (f *Fabric) RunFabricScenario(ctx context.Context, sc FabricScenario, befor
 	if err != nil {
 		return nil, err
 	}
+	udp0, _ := udpErrors(ctx, FabricClient)
 	f.runs++
 	var ss []*stream
 	for _, sys := range f.systems {
@@ -664,6 +669,9 @@ func (f *Fabric) RunFabricScenario(ctx context.Context, sc FabricScenario, befor
 	if err := errors.Join(stepErr, loadErr); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Name, err)
 	}
+	if udp1, err := udpErrors(ctx, FabricClient); err == nil {
+		r.RcvbufErrors = udp1 - udp0
+	}
 	if p := f.protocols(ctx); p != "" {
 		events = append(events, Event{At: sinceFault(), What: "router at the end: " + p})
 	}
@@ -728,6 +736,35 @@ func failWindow(fates []bench.QueryFate, fault time.Duration) FailWindow {
 		w.First, w.Last = at[0], at[len(at)-1]
 	}
 	return w
+}
+
+// udpErrors is the UDP RcvbufErrors counter of namespace ns (/proc/net/snmp there).
+func udpErrors(ctx context.Context, ns string) (int64, error) {
+	ip, err := lookPath("ip")
+	if err != nil {
+		return 0, err
+	}
+	out, err := exec.CommandContext(ctx, ip, "netns", "exec", ns, "cat", "/proc/net/snmp").Output()
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for line := range strings.Lines(string(out)) {
+		fs := strings.Fields(line)
+		if len(fs) == 0 || fs[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = fs
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(fs) {
+				return strconv.ParseInt(fs[i], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("no Udp RcvbufErrors in /proc/net/snmp")
 }
 
 // cutRecursors blackholes (or restores) dc1's recursor at the router: every packet forwarded
@@ -802,8 +839,8 @@ func FabricTable(rs []*FabricResult) string {
 		for _, e := range r.Events {
 			es = append(es, fmt.Sprintf("%s %s", signed(e.At), e.What))
 		}
-		fmt.Fprintf(&b, "- %s (%s before the fault, %s of it, %s after; load average %s at its end): %s. %s.\n",
-			r.Name, r.Before, r.Outage, r.After, r.Load, strings.Join(es, "; "), r.Metrics)
+		fmt.Fprintf(&b, "- %s (%s before the fault, %s of it, %s after; load average %s at its end; %d UDP packets dropped on full receive buffers in %s): %s. %s.\n",
+			r.Name, r.Before, r.Outage, r.After, r.Load, r.RcvbufErrors, FabricClient, strings.Join(es, "; "), r.Metrics)
 	}
 	return b.String()
 }
