@@ -505,6 +505,17 @@ type FabricResult struct {
 	// because a socket's receive buffer was full: a stub (or the load generator) that did not
 	// read for a while, which is the machine's doing (both stubs share CPU 0), not the fault's.
 	RcvbufErrors int64
+	// ListenerDrops are the packets dropped on each stub's listening sockets (their whole life:
+	// since the start or the restart), by stub: where the RcvbufErrors were.
+	ListenerDrops map[string]int64
+}
+
+// Starved says whether the machine, not a stub, lost queries: the kernel dropped packets on
+// full receive buffers and not only at fleetdns's listener (unbound's listener or the load
+// generator's sockets dropped some too), so the stubs or the load generator did not get the
+// CPU for a while. A scenario measured so says nothing about the fault.
+func (r *FabricResult) Starved() bool {
+	return r.RcvbufErrors > 0 && r.RcvbufErrors != r.ListenerDrops["fleetdns"]
 }
 
 // System returns the whole load's result of the system called name.
@@ -672,6 +683,12 @@ func (f *Fabric) RunFabricScenario(ctx context.Context, sc FabricScenario, befor
 	if udp1, err := udpErrors(ctx, FabricClient); err == nil {
 		r.RcvbufErrors = udp1 - udp0
 	}
+	r.ListenerDrops = map[string]int64{}
+	if drops, err := socketDrops(ctx, FabricClient); err == nil {
+		for _, sys := range f.systems {
+			r.ListenerDrops[sys.name] = drops[sys.addr.Port()]
+		}
+	}
 	if p := f.protocols(ctx); p != "" {
 		events = append(events, Event{At: sinceFault(), What: "router at the end: " + p})
 	}
@@ -767,6 +784,33 @@ func udpErrors(ctx context.Context, ns string) (int64, error) {
 	return 0, errors.New("no Udp RcvbufErrors in /proc/net/snmp")
 }
 
+// socketDrops sums the drops counter of namespace ns's IPv4 UDP sockets by local port
+// (/proc/net/udp there).
+func socketDrops(ctx context.Context, ns string) (map[uint16]int64, error) {
+	ip, err := lookPath("ip")
+	if err != nil {
+		return nil, err
+	}
+	out, err := exec.CommandContext(ctx, ip, "netns", "exec", ns, "cat", "/proc/net/udp").Output()
+	if err != nil {
+		return nil, err
+	}
+	drops := map[uint16]int64{}
+	for line := range strings.Lines(string(out)) {
+		fs := strings.Fields(line)
+		if len(fs) < 13 || fs[0] == "sl" {
+			continue
+		}
+		_, port, ok := strings.Cut(fs[1], ":")
+		p, perr := strconv.ParseUint(port, 16, 16)
+		d, derr := strconv.ParseInt(fs[len(fs)-1], 10, 64)
+		if ok && perr == nil && derr == nil {
+			drops[uint16(p)] += d
+		}
+	}
+	return drops, nil
+}
+
 // cutRecursors blackholes (or restores) dc1's recursor at the router: every packet forwarded
 // to or from 192.0.2.14 is dropped in the router's forward hook, so the nodes' packets leave
 // them normally and are lost on the way, as on a cut link.
@@ -839,8 +883,9 @@ func FabricTable(rs []*FabricResult) string {
 		for _, e := range r.Events {
 			es = append(es, fmt.Sprintf("%s %s", signed(e.At), e.What))
 		}
-		fmt.Fprintf(&b, "- %s (%s before the fault, %s of it, %s after; load average %s at its end; %d UDP packets dropped on full receive buffers in %s): %s. %s.\n",
-			r.Name, r.Before, r.Outage, r.After, r.Load, r.RcvbufErrors, FabricClient, strings.Join(es, "; "), r.Metrics)
+		fmt.Fprintf(&b, "- %s (%s before the fault, %s of it, %s after; load average %s at its end; %d UDP packets dropped on full receive buffers in %s, %d of them at fleetdns's listener, %d at unbound's): %s. %s.\n",
+			r.Name, r.Before, r.Outage, r.After, r.Load, r.RcvbufErrors, FabricClient, r.ListenerDrops["fleetdns"],
+			r.ListenerDrops["unbound"], strings.Join(es, "; "), r.Metrics)
 	}
 	return b.String()
 }
