@@ -16,15 +16,16 @@ import (
 
 // PeerOptions says how to run a system under test.
 type PeerOptions struct {
-	Dir            string         // a private work directory for configs, pid files, logs, caches
-	Listen         netip.AddrPort // where it must answer, over UDP and TCP (127.0.0.1:<port>)
-	Upstream       netip.AddrPort // the NSD it forwards every name to
-	CPU            int            // the CPU it is pinned to (taskset -c CPU)
-	CacheEntries   int            // cache size in answers, translated to each system's unit
-	ReadyName      string         // a name the upstream answers: Start waits until it is forwarded
-	FleetdnsBinary string         // path of the fleetdns binary (only for the fleetdns peer)
-	FleetdnsConfig string         // more top-level YAML for fleetdns (control, metrics), appended
-	Netns          string         // network namespace to run in (the chaos lab); "" for the harness's
+	Dir            string           // a private work directory for configs, pid files, logs, caches
+	Listen         netip.AddrPort   // where it must answer, over UDP and TCP (127.0.0.1:<port>)
+	Upstream       netip.AddrPort   // the NSD it forwards every name to
+	MoreUpstreams  []netip.AddrPort // further upstreams for "." after Upstream (fleetdns and unbound only)
+	CPU            int              // the CPU it is pinned to (taskset -c CPU)
+	CacheEntries   int              // cache size in answers, translated to each system's unit
+	ReadyName      string           // a name the upstream answers: Start waits until it is forwarded
+	FleetdnsBinary string           // path of the fleetdns binary (only for the fleetdns peer)
+	FleetdnsConfig string           // more top-level YAML for fleetdns (control, metrics), appended
+	Netns          string           // network namespace to run in (the chaos lab); "" for the harness's
 }
 
 func (o PeerOptions) validate() error {
@@ -213,10 +214,10 @@ func startFleetdns(o PeerOptions) (*Process, error) {
 	}
 	conf, err := write(o.Dir, "fleetdns.yaml", fmt.Sprintf(`listen: [%q]
 forward:
-  - {zone: ".", upstreams: [%q]}
+  - {zone: ".", upstreams: [%s]}
 cache: {size: %d, prefetch: true, serve_stale: true, stale_ttl: 24h, stale_client_timeout: 1800ms}
 log: {level: warn}
-%s`, o.Listen, o.Upstream, o.CacheEntries, o.FleetdnsConfig))
+%s`, o.Listen, fleetdnsUpstreams(o), o.CacheEntries, o.FleetdnsConfig))
 	if err != nil {
 		return nil, err
 	}
@@ -226,6 +227,24 @@ log: {level: warn}
 		return nil, err
 	}
 	return ready(p, o)
+}
+
+// fleetdnsUpstreams is the YAML list of o's upstreams, Upstream first.
+func fleetdnsUpstreams(o PeerOptions) string {
+	s := strconv.Quote(o.Upstream.String())
+	for _, u := range o.MoreUpstreams {
+		s += ", " + strconv.Quote(u.String())
+	}
+	return s
+}
+
+// unboundForwardAddrs is one forward-addr line per upstream of o, Upstream first.
+func unboundForwardAddrs(o PeerOptions) string {
+	var b strings.Builder
+	for _, u := range append([]netip.AddrPort{o.Upstream}, o.MoreUpstreams...) {
+		fmt.Fprintf(&b, "  forward-addr: %s@%d\n", u.Addr(), u.Port())
+	}
+	return b.String()
 }
 
 // startUnbound runs unbound as a pure forwarder: the iterator module alone (no validator, like
@@ -263,10 +282,9 @@ remote-control:
   control-enable: no
 forward-zone:
   name: "."
-  forward-addr: %s@%d
-`, o.Listen.Addr(), o.Listen.Port(), o.Listen.Port(), o.Dir, filepath.Join(o.Dir, "unbound.pid"),
+%s`, o.Listen.Addr(), o.Listen.Port(), o.Listen.Port(), o.Dir, filepath.Join(o.Dir, "unbound.pid"),
 		int64(o.CacheEntries)*unboundMsgBytes, int64(o.CacheEntries)*unboundRRsetBytes,
-		o.Upstream.Addr(), o.Upstream.Port()))
+		unboundForwardAddrs(o)))
 	if err != nil {
 		return nil, err
 	}

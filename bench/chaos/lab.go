@@ -82,6 +82,14 @@ type system struct {
 	name string
 	addr netip.AddrPort
 	proc *bench.Process
+	ns   string // the namespace it listens in; "": StubNS
+}
+
+func (s *system) netns() string {
+	if s.ns == "" {
+		return StubNS
+	}
+	return s.ns
 }
 
 // tools are the programs the lab runs, with the Debian package of each.

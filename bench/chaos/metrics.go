@@ -19,8 +19,13 @@ import (
 // counters the lab reports, by their full series name. The connection is made on a thread in
 // the namespace, so plain HTTP/1.0 over it is simpler than teaching net/http's dialer goroutines.
 func (l *Lab) fleetdnsMetrics(ctx context.Context) (map[string]float64, error) {
+	return fleetdnsMetricsIn(ctx, StubNS)
+}
+
+// fleetdnsMetricsIn reads the metrics of the fleetdns that listens on metricsAddr in ns.
+func fleetdnsMetricsIn(ctx context.Context, ns string) (map[string]float64, error) {
 	var resp []byte
-	err := bench.InNetns(StubNS, func() error {
+	err := bench.InNetns(ns, func() error {
 		d := net.Dialer{Timeout: 2 * time.Second}
 		c, err := d.DialContext(ctx, "tcp", metricsAddr.String())
 		if err != nil {
@@ -89,10 +94,18 @@ func metricsSummary(before, after map[string]float64) string {
 func shortName(series string) string {
 	name, labels, _ := strings.Cut(series, "{")
 	name = strings.TrimSuffix(strings.TrimPrefix(name, "fleetdns_"), "_total")
+	var kind, upstream string
 	for l := range strings.SplitSeq(strings.TrimSuffix(labels, "}"), ",") {
-		if k, v, ok := strings.Cut(l, "="); ok && (k == "result" || k == "source") {
-			return name + "{" + strings.Trim(v, `"`) + "}"
+		k, v, ok := strings.Cut(l, "=")
+		switch {
+		case ok && (k == "result" || k == "source"):
+			kind = strings.Trim(v, `"`)
+		case ok && k == "upstream":
+			upstream = " " + strings.Trim(v, `"`) // a stub with several upstreams (the fabric)
 		}
 	}
-	return name
+	if kind == "" {
+		return name
+	}
+	return name + "{" + kind + upstream + "}"
 }

@@ -18,6 +18,7 @@ type Report struct {
 	Versions map[string]string
 	Loss     []*Result
 	Outages  []*OutageResult
+	Fabric   []*FabricResult
 	EndLoad  string // load averages at the end
 }
 
@@ -134,4 +135,36 @@ func (r *Report) Markdown() string {
 		b.WriteString(OutageTable(r.Outages))
 	}
 	return b.String()
+}
+
+// FabricMarkdown is the report of the fabric scenarios alone.
+func (r *Report) FabricMarkdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Chaos lab, fabric scenarios: stubs in front of two anycast nodes behind BIRD 2\n\n")
+	fmt.Fprintf(&b, "Run of %s with `%s`.\n\n", r.Date.UTC().Format("2006-01-02 15:04 UTC"), r.Command)
+	fmt.Fprintf(&b, "- Machine: %s, %s at the end (other work on a shared machine delays everything: a load "+
+		"average near the CPU count means the numbers are noisy).\n", r.Machine, r.EndLoad)
+	fmt.Fprintf(&b, "- Topology: fabric/lab/lab.sh with prefix %s- (BIRD 2 router, eBGP to two fleetdns server nodes "+
+		"announcing %s/32 with ECMP, hold time %s both sides, NSD as dc1's recursor; dc2's recursor and the nodes' "+
+		"failover only for the recursor cut). A fresh fabric per scenario.\n", FabricPrefix, anycastAddr.Addr(), FabricHold)
+	fmt.Fprintf(&b, "- Stubs in %s: fleetdns %s (client mode, built from the tree) and unbound %s, both forwarding \".\" to %s "+
+		"in that order (the anycast address, then each node's unicast address), prefetch and serve-stale on "+
+		"(stale answers after 1.8 s), on CPU 0; scenarios marked \"stubs: anycast only\" forward to %s alone.\n",
+		FabricClient, r.Versions["fleetdns"], r.Versions["unbound"], upstreamList(), anycastAddr)
+	fmt.Fprintf(&b, "- Load per stub: cached = %d names with TTL %s cycled at %d queries/s (warmed first); "+
+		"uncached = a new name (wildcard) per query at %d queries/s; open loop; a query unanswered in %s is lost. "+
+		"failed = SERVFAIL, other error codes, or lost.\n", CachedNames, CachedTTL, CachedRate, UncachedRate, ClientTimeout)
+	b.WriteString("- \"during\": queries sent from the fault to its end (SIGCONT, blackhole removed, both stubs answering " +
+		"again) or, for the kill, to the end of the load. Event times are from the fault; the router's paths are polled " +
+		"with `birdc show route` every 50 ms, the nodes' failover state with `fleetdns ctl failover` every 100 ms.\n\n")
+	b.WriteString(FabricTable(r.Fabric))
+	return b.String()
+}
+
+func upstreamList() string {
+	var s []string
+	for _, u := range StubUpstreams {
+		s = append(s, u.String())
+	}
+	return strings.Join(s, ", ")
 }

@@ -56,10 +56,13 @@ func pack(name string) []byte {
 	return b
 }
 
-func cachedQueries() [][]byte {
+func cachedQueries() [][]byte { return cachedQueriesIn(zoneName) }
+
+// cachedQueriesIn are the cached load's names n0..n199.c. under zone.
+func cachedQueriesIn(zone string) [][]byte {
 	qs := make([][]byte, CachedNames)
 	for i := range qs {
-		qs[i] = pack(fmt.Sprintf("n%d.c.%s", i, zoneName))
+		qs[i] = pack(fmt.Sprintf("n%d.c.%s", i, zone))
 	}
 	return qs
 }
@@ -67,10 +70,15 @@ func cachedQueries() [][]byte {
 // uncachedQueries are enough names for d at UncachedRate, each new to every cache: the prefix
 // is unique per scenario and system.
 func uncachedQueries(prefix string, d time.Duration) [][]byte {
+	return uncachedQueriesIn(prefix, zoneName, d)
+}
+
+// uncachedQueriesIn are uncachedQueries under zone (answered by a wildcard there).
+func uncachedQueriesIn(prefix, zone string, d time.Duration) [][]byte {
 	n := int(d.Seconds()*UncachedRate) + UncachedRate // a second to spare: the load never runs out
 	qs := make([][]byte, n)
 	for i := range qs {
-		qs[i] = pack(fmt.Sprintf("%s%d.u.%s", prefix, i, zoneName))
+		qs[i] = pack(fmt.Sprintf("%s%d.u.%s", prefix, i, zone))
 	}
 	return qs
 }
@@ -104,7 +112,7 @@ func runStreams(ctx context.Context, ss []*stream) error {
 	errs := make([]error, len(ss))
 	for i, s := range ss {
 		wg.Go(func() {
-			errs[i] = bench.InNetns(StubNS, func() error {
+			errs[i] = bench.InNetns(s.sys.netns(), func() error {
 				var err error
 				s.res, err = bench.RunLoad(ctx, s.load)
 				return err

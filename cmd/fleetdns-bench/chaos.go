@@ -24,6 +24,12 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	outage := fs.Duration("outage", 30*time.Second, "how long the upstream is blackholed, and killed (0: skip both)")
 	out := fs.String("out", "bench/results/chaos.md", "Markdown report")
 	fleetdns := fs.String("fleetdns", "", "fleetdns binary to measure (default: build ./cmd/fleetdns)")
+	fabric := fs.Bool("fabric", false, "run the fabric scenarios too (stubs in front of two anycast nodes behind BIRD 2; needs bird2)")
+	fabricOnly := fs.Bool("fabric-only", false, "run only the fabric scenarios (implies -fabric; -loss and -outage are ignored)")
+	fabricOutage := fs.Duration("fabric-outage", 10*time.Second, "how long each fabric fault lasts (a node frozen, dc1's recursor cut)")
+	fabricScenarios := fs.String("fabric-scenarios", "kill,stop,cut,restart", "comma-separated fabric scenarios: kill, stop, cut, restart")
+	fabricAnycast := fs.Bool("fabric-anycast", false, "run each fabric scenario again with stubs that forward to the anycast address alone")
+	fabricOut := fs.String("fabric-out", "bench/results/chaos-fabric.md", "Markdown report of the fabric scenarios")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -39,7 +45,24 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		pcts = append(pcts, n)
 	}
-	if err := chaos.Available(); err != nil {
+	*fabric = *fabric || *fabricOnly
+	var scs []chaos.FabricScenario
+	for f := range strings.SplitSeq(*fabricScenarios, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		sc, err := chaos.ParseFabricScenario(f)
+		if err != nil {
+			fmt.Fprintln(stderr, "fleetdns-bench chaos: -fabric-scenarios:", err)
+			return 2
+		}
+		scs = append(scs, sc)
+	}
+	avail := chaos.Available
+	if *fabric {
+		avail = chaos.FabricAvailable
+	}
+	if err := avail(); err != nil {
 		fmt.Fprintln(stderr, "fleetdns-bench chaos:", err)
 		return 1
 	}
@@ -63,25 +86,42 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	rep, err := chaos.Run(ctx, chaos.RunConfig{
 		Config:   chaos.Config{Dir: lab, FleetdnsBinary: *fleetdns, Log: stdout},
 		Duration: *duration, Losses: pcts, Outage: *outage,
-		Command: "go run ./cmd/fleetdns-bench chaos " + strings.Join(args, " "),
+		Fabric: *fabric, FabricOnly: *fabricOnly, FabricOutage: *fabricOutage, FabricScenarios: scs, FabricAnycastOnly: *fabricAnycast,
+		Command: strings.TrimSpace("go run ./cmd/fleetdns-bench chaos " + strings.Join(args, " ")),
 	})
 	if err != nil {
 		// What was measured is printed, but a partial run does not replace the report.
 		fmt.Fprintln(stderr, "fleetdns-bench chaos:", err)
 		if rep != nil {
-			fmt.Fprintf(stdout, "\n%s", rep.Markdown())
+			if !*fabricOnly {
+				fmt.Fprintf(stdout, "\n%s", rep.Markdown())
+			}
+			if len(rep.Fabric) > 0 {
+				fmt.Fprintf(stdout, "\n%s", rep.FabricMarkdown())
+			}
 		}
 		return 1
 	}
-	md := rep.Markdown()
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+	if !*fabricOnly {
+		if code := writeReport(rep.Markdown(), *out, stdout, stderr); code != 0 {
+			return code
+		}
+	}
+	if *fabric {
+		return writeReport(rep.FabricMarkdown(), *fabricOut, stdout, stderr)
+	}
+	return 0
+}
+
+func writeReport(md, path string, stdout, stderr io.Writer) int {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "\n%s\nwritten to %s\n", md, *out)
+	fmt.Fprintf(stdout, "\n%s\nwritten to %s\n", md, path)
 	return 0
 }

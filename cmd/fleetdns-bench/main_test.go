@@ -77,7 +77,7 @@ func lineWith(s, sub string) string {
 }
 
 func TestChaosFlags(t *testing.T) {
-	for _, args := range [][]string{{"-loss", "10,x"}, {"-loss", "101"}, {"-nope"}} {
+	for _, args := range [][]string{{"-loss", "10,x"}, {"-loss", "101"}, {"-nope"}, {"-fabric-scenarios", "kill,nope"}} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), append([]string{"chaos"}, args...), &stdout, &stderr); code != 2 {
 			t.Errorf("chaos %v: exit %d, want 2 (usage)\n%s", args, code, stderr.String())

@@ -10,6 +10,9 @@
 # LAB_DIR (default /tmp/fleetdns-lab) holds configs, logs, PID files and control sockets.
 # LAB_DCS=2 adds a second datacenter's recursor (NSD at 192.0.2.18) and turns on the nodes'
 # datacenter failover: cut dc1's recursor off and watch the nodes fail over to dc2 and back.
+# LAB_FLEETDNS, if set, is a fleetdns binary to run instead of building ./cmd/fleetdns;
+# LAB_ZONE_EXTRA, if set, is a file of records appended to the lab.test zone (the chaos lab's
+# short-TTL names).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LAB_DIR=${LAB_DIR:-/tmp/fleetdns-lab}
@@ -92,10 +95,10 @@ C
 
 up() {
   [ "$(id -u)" -eq 0 ] || { echo "run as root"; exit 1; }
-  for b in bird birdc nsd ip go; do command -v $b >/dev/null || [ -x /usr/sbin/$b ] || { echo "missing $b (apt-get install bird2 nsd iproute2)"; exit 1; }; done
+  for b in bird birdc nsd ip ${LAB_FLEETDNS:-go}; do command -v $b >/dev/null || [ -x /usr/sbin/$b ] || { echo "missing $b (apt-get install bird2 nsd iproute2)"; exit 1; }; done
   down quiet
   mkdir -p "$LAB_DIR"
-  go build -o "$LAB_DIR/fleetdns" ./cmd/fleetdns
+  if [ -n "${LAB_FLEETDNS:-}" ]; then cp "$LAB_FLEETDNS" "$LAB_DIR/fleetdns"; else go build -o "$LAB_DIR/fleetdns" ./cmd/fleetdns; fi
   local all="$NS_R $NS_1 $NS_2 $NS_U $NS_C"
   [ "$DCS" = 2 ] && all="$all $NS_U2"
   for ns in $all; do ip netns add "$ns"; x "$ns" ip link set lo up; done
@@ -128,6 +131,7 @@ canary IN A 192.0.2.99
 www IN A 203.0.113.80
 * IN A 203.0.113.81
 Z
+  [ -z "${LAB_ZONE_EXTRA:-}" ] || cat "$LAB_ZONE_EXTRA" >>"$LAB_DIR/lab.test.zone"
   nsd_config 192.0.2.14 nsd >"$LAB_DIR/nsd.conf"
   start $NS_U nsd /usr/sbin/nsd -d -c "$LAB_DIR/nsd.conf"
   if [ "$DCS" = 2 ]; then
