@@ -166,7 +166,7 @@ func FuzzUpstreamAnswer(f *testing.F) {
 		now := time.Now()
 		for _, q := range questions {
 			uq := &udpQuery{f: s.Forwarder(), q: q, sent: []sent{{u: up, id: id}}}
-			sn, resp := uq.match(up.Addr, pkt)
+			sn, resp := uq.match(0, up.Addr, pkt)
 			if sn == nil {
 				continue
 			}

@@ -328,3 +328,37 @@ func TestCNAMEIntoAnotherZone(t *testing.T) {
 		t.Errorf("victim zone's upstream asked %d times, want 1", victim.Queries())
 	}
 }
+
+// Behind an anycast address, a router's ECMP keeps each source port on one node. When that
+// node is frozen, retransmissions from the query's first port would all reach it; the second
+// copy of each retransmission goes out from a new port, another draw of the hash, so the query
+// is answered by the live node well before the deadline.
+func TestRetransmitFromNewPortPassesFrozenNode(t *testing.T) {
+	frozen := startFault(t, "192.0.2.37", 300)
+	live := startFault(t, "192.0.2.38", 300)
+	router, err := faultdns.StartECMP(0, frozen.Addr, live.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(router.Close)
+	s := startServer(t, Config{Forward: forwardToAddrs(router.Addr)}, testCacheConfig())
+	for i := range 10 { // measure the path while both nodes answer
+		ask(t, s, "udp", fmt.Sprintf("warm%d.example.test", i), dns.TypeA)
+	}
+	frozen.Set(faultdns.Drop, 0)
+	rcodes, lat := askMany(t, s, "frozen", 200, 4)
+	t.Logf("200 misses with one of two nodes frozen: rcodes %v, p50 %s p99 %s max %s, frozen node got %d queries",
+		rcodes, pct(lat, .5), pct(lat, .99), lat[len(lat)-1], frozen.Queries())
+	t.Logf("retransmits %d, denied %d, live node %d queries", s.Forwarder().Retransmits(), s.Forwarder().BudgetDenied(), live.Queries())
+	// From one port, every query whose port hashed to the frozen node (half of them) would
+	// fail. With eight more ports one in 512 still draws the frozen node every time.
+	if failed := 200 - rcodes[dns.RcodeSuccess]; failed > 2 {
+		t.Errorf("rcodes %v, want at most 2 of 200 failed", rcodes)
+	}
+	if p95 := pct(lat, .95); p95 > 500*time.Millisecond {
+		t.Errorf("p95 %s, want the live node's answer well before the 4s deadline (< 500ms)", p95)
+	}
+	if frozen.Queries() < 20 {
+		t.Errorf("the frozen node got %d queries: the hash never chose it, the test shows nothing", frozen.Queries())
+	}
+}

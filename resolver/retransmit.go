@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -20,6 +21,11 @@ const (
 	// likely a lost packet, the query sends two copies (to two upstreams where there are two),
 	// so one more loss does not cost another timer: a hedge that only costs while loss lasts.
 	copiesPerRetransmit = 2
+	// maxExtraSockets: retransmissions go out from new sockets, so from new source ports: behind
+	// an anycast address with ECMP a frozen node keeps every packet of one port, and another
+	// port is another draw of the hash (with two nodes, eight new ports all reach the frozen one
+	// once in 512 queries). A few per query at most, and only for queries that retransmit.
+	maxExtraSockets = 8
 )
 
 var (
@@ -43,6 +49,7 @@ func (e *RcodeError) Unwrap() error { return e.Last }
 type sent struct {
 	u        *Upstream
 	id       uint16
+	sock     int // which of the query's sockets sent it: 0 the first, then the extra ones
 	at       time.Time
 	answered bool
 	timedOut bool // counted as unanswered when its query's timer ran out
@@ -64,6 +71,19 @@ type udpQuery struct {
 	wire []byte // the packed query; bytes 0-1 are each packet's ID
 	sent []sent
 	bad  []*Upstream // answered SERVFAIL or REFUSED
+
+	// Extra sockets are read by a goroutine each, which hands what it reads to the query's
+	// loop through inbox and wakes it by moving conn's read deadline to the past.
+	extra   []*net.UDPConn
+	inbox   chan packet
+	readers sync.WaitGroup
+}
+
+// packet is an answer read from one of the extra sockets.
+type packet struct {
+	sock int
+	from netip.AddrPort
+	data []byte
 }
 
 // resolveUDP asks the pool's upstreams for q over UDP. The first packet goes to the best live
@@ -117,8 +137,11 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 			readUntil = slowAt
 		}
 		conn.SetReadDeadline(readUntil)
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		sock, pkt, from, err := uq.read(buf)
 		now := time.Now()
+		if err == errWoken {
+			continue // an extra socket's reader woke the loop; its packet is taken next time
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, errors.Join(lastErr, ctx.Err())
@@ -126,6 +149,9 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 			var ne net.Error
 			if !errors.As(err, &ne) || !ne.Timeout() {
 				return nil, errors.Join(lastErr, err)
+			}
+			if now.Before(readUntil) {
+				continue // woken for a packet already taken: not the timer
 			}
 			if !deadline.IsZero() && !now.Before(deadline) {
 				return nil, errors.Join(lastErr, context.DeadlineExceeded)
@@ -145,7 +171,7 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 			if !onProbe && allDown(live) {
 				return nil, errors.Join(lastErr, ErrUpstreamsDown)
 			}
-			for range copiesPerRetransmit {
+			for c := range copiesPerRetransmit {
 				u := uq.nextLive(live, &turn)
 				if u == nil || len(uq.sent) >= maxSends {
 					break
@@ -155,13 +181,17 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 					break
 				}
 				f.retransmits.Add(1)
-				uq.send(u)
+				if c == 0 && len(uq.extra) == maxExtraSockets {
+					uq.send(u) // ports enough: one copy from the first again
+				} else {
+					uq.sendFromNewPort(u)
+				}
 			}
 			wait = wait * 3 / 2
 			next = now.Add(min(wait, maxRTO))
 			continue
 		}
-		s, resp := uq.match(from, buf[:n])
+		s, resp := uq.match(sock, from, pkt)
 		if s == nil {
 			continue
 		}
@@ -211,14 +241,77 @@ func listenUDP(ups []*Upstream) (*net.UDPConn, error) {
 	return net.ListenUDP(network, nil)
 }
 
-// send sends the query to u with a fresh ID. A send that fails (no route) counts as lost.
-func (uq *udpQuery) send(u *Upstream) {
+// send sends the query to u with a fresh ID from the query's first socket. A send that fails
+// (no route) counts as lost.
+func (uq *udpQuery) send(u *Upstream) { uq.sendOn(u, 0, uq.conn) }
+
+func (uq *udpQuery) sendOn(u *Upstream, sock int, c *net.UDPConn) {
 	id := uint16(rand.Uint32())
 	binary.BigEndian.PutUint16(uq.wire, id)
-	uq.sent = append(uq.sent, sent{u: u, id: id, at: time.Now()})
-	if _, err := uq.conn.WriteToUDPAddrPort(uq.wire, u.Addr); err != nil {
+	uq.sent = append(uq.sent, sent{u: u, id: id, sock: sock, at: time.Now()})
+	if _, err := c.WriteToUDPAddrPort(uq.wire, u.Addr); err != nil {
 		u.record(resultError, 0)
 	}
+}
+
+// sendFromNewPort sends the query to u from a new socket (the last one once the query has
+// maxExtraSockets), read by a goroutine of its own until the query ends.
+func (uq *udpQuery) sendFromNewPort(u *Upstream) {
+	if len(uq.extra) < maxExtraSockets {
+		c, err := listenUDP([]*Upstream{u})
+		if err != nil {
+			uq.send(u)
+			return
+		}
+		if uq.inbox == nil {
+			uq.inbox = make(chan packet, maxSends)
+		}
+		uq.extra = append(uq.extra, c)
+		sock := len(uq.extra)
+		uq.readers.Go(func() { uq.readExtra(sock, c) })
+	}
+	uq.sendOn(u, len(uq.extra), uq.extra[len(uq.extra)-1])
+}
+
+func (uq *udpQuery) readExtra(sock int, c *net.UDPConn) {
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		select {
+		case uq.inbox <- packet{sock: sock, from: from, data: append([]byte(nil), buf[:n]...)}:
+			uq.conn.SetReadDeadline(longAgo) // wake the query's loop
+		default: // more answers than the query sent packets: not ours to keep
+		}
+	}
+}
+
+// errWoken: the query's loop was woken to take a packet from an extra socket.
+var errWoken = errors.New("woken")
+
+// read returns the next answer on any of the query's sockets. The caller has set the first
+// socket's read deadline; an extra socket's reader moves it to the past once its packet is in
+// the inbox, so checking the inbox after the deadline was set loses no wake-up.
+func (uq *udpQuery) read(buf []byte) (int, []byte, netip.AddrPort, error) {
+	select {
+	case p := <-uq.inbox:
+		return p.sock, p.data, p.from, nil
+	default:
+	}
+	n, from, err := uq.conn.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && len(uq.inbox) > 0 {
+			return 0, nil, netip.AddrPort{}, errWoken
+		}
+		return 0, nil, from, err
+	}
+	return 0, buf[:n], from, nil
 }
 
 // nextLive returns the next live upstream in turn that has not already answered SERVFAIL or
@@ -257,7 +350,7 @@ func (uq *udpQuery) waiting() bool {
 // match returns the packet b answers and the parsed answer, or nil when b answers none of
 // them (counted as mismatched). A reply without a question is accepted when it is an error
 // (NSD refuses a class it does not serve that way): address, port and ID already match.
-func (uq *udpQuery) match(from netip.AddrPort, b []byte) (*sent, *dns.Msg) {
+func (uq *udpQuery) match(sock int, from netip.AddrPort, b []byte) (*sent, *dns.Msg) {
 	if len(b) < 12 {
 		uq.f.mismatched.Add(1)
 		return nil, nil
@@ -267,7 +360,7 @@ func (uq *udpQuery) match(from netip.AddrPort, b []byte) (*sent, *dns.Msg) {
 	var s *sent
 	for i := range uq.sent {
 		c := &uq.sent[i]
-		if c.id == id && c.u.Addr.Port() == from.Port() && c.u.Addr.Addr().Unmap() == from.Addr() {
+		if c.id == id && c.sock == sock && c.u.Addr.Port() == from.Port() && c.u.Addr.Addr().Unmap() == from.Addr() {
 			s = c
 			break
 		}
@@ -312,8 +405,13 @@ func (uq *udpQuery) timedOut(now time.Time) {
 	}
 }
 
-// finish records the packets that got no answer while the query waited.
+// finish records the packets that got no answer while the query waited, and closes the extra
+// sockets once their readers are done.
 func (uq *udpQuery) finish() {
+	for _, c := range uq.extra {
+		c.Close()
+	}
+	uq.readers.Wait()
 	uq.timedOut(time.Now())
 	for _, s := range uq.sent {
 		if !s.answered {

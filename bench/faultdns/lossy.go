@@ -16,7 +16,7 @@ import (
 type Lossy struct {
 	Addr netip.AddrPort
 
-	target   netip.AddrPort
+	targets  []netip.AddrPort
 	permille atomic.Int32
 	conn     *net.UDPConn
 	mu       sync.Mutex
@@ -29,11 +29,18 @@ type Lossy struct {
 // StartLossy relays UDP from a fresh loopback port to target, dropping loss (0 to 1) of the
 // packets in each direction.
 func StartLossy(target netip.AddrPort, loss float64) (*Lossy, error) {
+	return StartECMP(loss, target)
+}
+
+// StartECMP is StartLossy in front of several targets, as a router with ECMP in front of the
+// nodes of an anycast address: each client address and port keeps to one target, chosen by
+// the port, so only a new source port can reach another.
+func StartECMP(loss float64, targets ...netip.AddrPort) (*Lossy, error) {
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
 	if err != nil {
 		return nil, err
 	}
-	l := &Lossy{Addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), target: target, conn: c,
+	l := &Lossy{Addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), targets: targets, conn: c,
 		peers: map[netip.AddrPort]*net.UDPConn{}}
 	l.SetLoss(loss)
 	l.wg.Go(l.serve)
@@ -84,7 +91,12 @@ func (l *Lossy) peer(from netip.AddrPort) (*net.UDPConn, error) {
 	if c, ok := l.peers[from]; ok {
 		return c, nil
 	}
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(l.target))
+	h := uint64(from.Port()) * 0x9e3779b97f4a7c15 // a router hashes the flow; any good mix will do
+	h ^= h >> 29
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 32
+	target := l.targets[h%uint64(len(l.targets))]
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(target))
 	if err != nil {
 		return nil, err
 	}
