@@ -580,18 +580,7 @@ func (f *Fabric) RunFabricScenario(ctx context.Context, sc FabricScenario, befor
 		}
 	}
 	var faultAt time.Time
-	done := make(chan error, 1)
-	go func() { done <- runStreams(ctx, ss) }()
-	wait := func(d time.Duration) error {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-done:
-			return fmt.Errorf("load ended early: %v", err)
-		case <-time.After(d):
-			return nil
-		}
-	}
+	wait, done := startStreams(ctx, ss)
 	var events []Event
 	mark := func(what string) { events = append(events, Event{At: sinceFault(), What: what}) }
 	restoreAt := time.Time{}

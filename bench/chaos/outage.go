@@ -67,18 +67,7 @@ func (l *Lab) RunOutage(ctx context.Context, kind OutageKind, before, outage, af
 		return nil, err
 	}
 	ss := l.loads(before + outage + after)
-	done := make(chan error, 1)
-	go func() { done <- runStreams(ctx, ss) }()
-	wait := func(d time.Duration) error {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-done:
-			return fmt.Errorf("load ended early: %v", err)
-		case <-time.After(d):
-			return nil
-		}
-	}
+	wait, done := startStreams(ctx, ss)
 	var faultAt, restoreAt time.Time
 	step := func() error {
 		if err := wait(before); err != nil {

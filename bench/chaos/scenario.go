@@ -124,27 +124,31 @@ func runStreams(ctx context.Context, ss []*stream) error {
 	return errors.Join(append(errs, ctx.Err())...)
 }
 
+// startStreams runs ss in the background. wait sleeps d, or returns early with an error when
+// ctx ends or the load does; done yields the load's result once it ends.
+func startStreams(ctx context.Context, ss []*stream) (wait func(d time.Duration) error, done <-chan error) {
+	ch := make(chan error, 1)
+	go func() { ch <- runStreams(ctx, ss) }()
+	wait = func(d time.Duration) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-ch:
+			return fmt.Errorf("load ended early: %v", err)
+		case <-time.After(d):
+			return nil
+		}
+	}
+	return wait, ch
+}
+
 // warm asks each system for every cached name once, with no fault, so the cached load starts
 // from a full cache; every answer must be NOERROR.
 func (l *Lab) warm(ctx context.Context) error {
 	if err := l.SetFault(ctx, Fault{}); err != nil {
 		return err
 	}
-	var ss []*stream
-	for _, sys := range l.systems {
-		ss = append(ss, &stream{sys: sys, load: bench.Load{Target: sys.addr, Queries: cachedQueries(),
-			Duration: 2 * time.Second, Rate: 1000, Timeout: ClientTimeout}})
-	}
-	if err := runStreams(ctx, ss); err != nil {
-		return err
-	}
-	for _, s := range ss {
-		if s.res.Sent != CachedNames || s.res.Rcodes[dns.RcodeSuccess] != CachedNames {
-			return fmt.Errorf("warming %s: %d sent, %d NOERROR, want %d (lost %d)", s.sys.name, s.res.Sent,
-				s.res.Rcodes[dns.RcodeSuccess], CachedNames, s.res.Lost)
-		}
-	}
-	return nil
+	return warmSystems(ctx, l.systems, zoneName)
 }
 
 // RunLoss measures both systems for d with pct% of UDP packets dropped each way.
