@@ -613,3 +613,33 @@ func TestTCPConns(t *testing.T) {
 		t.Errorf("fleetdns_tcp_connections = %v, want 2", n)
 	}
 }
+
+// The global cap on misses in flight (MaxInflight) drops UDP misses beyond it, whoever sends
+// them, and says so in fleetdns_dropped_queries_total; fleetdns_inflight_queries shows the
+// slots taken. Here each client's share is the whole cap, so the second client meets the cap.
+func TestInflightCap(t *testing.T) {
+	s := startServer(t, Config{Forward: slowZones(t), MaxInflight: 8, MaxInflightPerClient: 8, ResolveTimeout: 2 * time.Second}, testCacheConfig())
+	for i, ip := range []string{attackerIP, victimIP} {
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)}, net.UDPAddrFromAddrPort(s.Addrs()[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, name := range slowNames(fmt.Sprintf("cap%d", i), 10) {
+			m := new(dns.Msg)
+			m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+			b, _ := m.Pack()
+			c.Write(b)
+		}
+		if i == 0 {
+			waitFor(t, 2*time.Second, "the first client's misses never filled the slots", func() bool { return len(s.slots) == 8 })
+		}
+	}
+	waitFor(t, 2*time.Second, "the cap never dropped the second client's misses", func() bool { return s.Stats.Dropped.Load() >= 10 })
+	if got := metric(t, s, "fleetdns_dropped_queries_total"); got < 10 {
+		t.Errorf("fleetdns_dropped_queries_total = %v, want the second client's 10 misses beyond the cap of 8", got)
+	}
+	if got := metric(t, s, "fleetdns_inflight_queries"); got != 8 {
+		t.Errorf("fleetdns_inflight_queries = %v, want 8 (the cap)", got)
+	}
+}
