@@ -39,6 +39,9 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(stderr, cfg.Log).With("node", cfg.Server.NodeID)
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
 	cfg.Resolver.QueryLog = cfg.Log.Queries
 	cfg.Resolver.NodeID = cfg.Server.NodeID
 	srv, err := build(cfg, pol, log)
