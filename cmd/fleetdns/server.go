@@ -128,6 +128,9 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log.Info("shutting down: leaving the anycast path first")
 	sdNotify("STOPPING=1")
+	if endpoint != nil {
+		endpoint.Drain() // load balancers see 503 "draining" before anything else changes
+	}
 	stopHealth()
 	<-healthDone
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.Controller.Drain+15*time.Second)

@@ -83,6 +83,12 @@ func TestSharedFault(t *testing.T) {
 	// time when the refresh carries the probe). Uncached names: SERVFAIL, at once except for
 	// the few queries that carry a node's once-a-second probe of the upstream
 	// (resolver/retransmit.go: with every upstream down such a query waits for the probe).
+	if hasCurl == nil {
+		out, _ := exec.Command("ip", "netns", "exec", l.ns("cl"), "curl", "-s", "--max-time", "1", "http://192.0.2.2:9153/metrics").CombinedOutput()
+		if !regexp.MustCompile(`(?m)^fleetdns_health_shared_fault 1$`).Match(out) {
+			t.Errorf("n1 metrics during the shared fault: no fleetdns_health_shared_fault 1")
+		}
+	}
 	var fast, slowProbe int
 	var slowest, slowestStale time.Duration
 	const n = 20
