@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -192,9 +193,16 @@ func (h *HealthChecker) once(ctx context.Context) {
 		h.log.Warn("shared fault: staying announced", evidence...)
 	case wasShared && !shared:
 		h.log.Info("shared fault over", evidence...)
-	case !flip && v.Reason != prevReason && prevReason != "":
+	case !flip && kind(v.Reason) != kind(prevReason) && prevReason != "":
 		h.log.Info("health evidence changed", append([]any{"healthy", healthy}, evidence...)...)
 	}
+}
+
+// kind is a reason without its error text (which can differ each round: source ports), so
+// that a change of evidence is logged once, not every round.
+func kind(reason string) string {
+	k, _, _ := strings.Cut(reason, ":")
+	return k
 }
 
 func result(err error) string {
