@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -36,7 +37,7 @@ func (l *lab) dig(name string, timeout int) (status, answer string, took time.Du
 // healthEndpoint asks node n's GET /health from the client namespace.
 func (l *lab) healthEndpoint(addr string) string {
 	out, _ := exec.Command("ip", "netns", "exec", l.ns("cl"), "curl", "-s", "-w", " %{http_code}", "--max-time", "1", "http://"+addr+":8053/health").CombinedOutput()
-	return strings.TrimSpace(string(out))
+	return strings.Join(strings.Fields(string(out)), " ")
 }
 
 // TestSharedFault: with each node the other's health sibling, (1) the upstream cut for both
@@ -191,4 +192,29 @@ func TestSharedFault(t *testing.T) {
 	exec.Command("ip", blackhole...).Run()
 	d = l.waitPaths(2, 10*time.Second)
 	t.Logf("n1's path back: announced again after %s", d.Round(10*time.Millisecond))
+
+	// SIGTERM n2: its GET /health answers 503 draining at once, while its route is still at
+	// the router (graceful shutdown, drain 2s) and it still answers.
+	if hasCurl != nil {
+		return
+	}
+	syscall.Kill(l.pid("n2"), syscall.SIGTERM)
+	start := time.Now()
+	for {
+		got := l.healthEndpoint("192.0.2.6")
+		if got == "draining 503" {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("n2 GET /health after SIGTERM = %q, want %q within a second", got, "draining 503")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(start)
+	paths := len(l.paths())
+	out, err := exec.Command("ip", "netns", "exec", l.ns("cl"), "dig", "+short", "+time=1", "+tries=1", "@192.0.2.6", "id.server", "CH", "TXT").CombinedOutput()
+	if paths != 2 || err != nil || !strings.Contains(string(out), "lab-n2") {
+		t.Errorf("while /health says draining: router paths %d, n2 answers %q %v; want the route still there and n2 answering", paths, out, err)
+	}
+	t.Logf("SIGTERM: n2's /health answered 503 draining after %s, route still at the router", took.Round(10*time.Millisecond))
 }
