@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -40,6 +41,20 @@ type HealthStatus struct {
 	Transitions uint64 // healthy <-> unhealthy
 	LastLatency time.Duration
 	LastError   string
+
+	// Of node checks (NewNodeHealthChecker): the last round's evidence and the reason of the
+	// verdict. SharedFault is true while a shared upstream failure keeps the node announced.
+	Reason      string
+	SharedFault bool
+	Local       string // "ok" or the local probe's error
+	Upstream    string // "ok" or the upstream probe's error
+	Siblings    []ProbeResult
+}
+
+// ProbeResult is one sibling's answer in the last round.
+type ProbeResult struct {
+	Name   string `json:"name"`
+	Result string `json:"result"` // "ok" or the error
 }
 
 // HealthChecker runs Check every interval with hysteresis: the node starts unhealthy, becomes
@@ -48,6 +63,7 @@ type HealthStatus struct {
 type HealthChecker struct {
 	cfg    HealthConfig
 	check  Check
+	probes *Probes // set by NewNodeHealthChecker: check is unused
 	log    *slog.Logger
 	change func(healthy bool) // called on every transition, from Run's goroutine
 
@@ -65,6 +81,21 @@ func NewHealthChecker(cfg HealthConfig, check Check, change func(healthy bool), 
 		return nil, errors.New("health: check, change and logger are required")
 	}
 	return &HealthChecker{cfg: cfg, check: check, change: change, log: log}, nil
+}
+
+// NewNodeHealthChecker builds a checker whose every round runs the probes and decides with
+// Decide: rise and fall apply to that verdict, so that a node withdraws for faults of its own
+// and stays announced through a fault every node shares.
+func NewNodeHealthChecker(cfg HealthConfig, probes Probes, change func(healthy bool), log *slog.Logger) (*HealthChecker, error) {
+	if probes.Local == nil || probes.Upstream == nil {
+		return nil, errors.New("health: local and upstream probes are required")
+	}
+	h, err := NewHealthChecker(cfg, func(context.Context) error { return nil }, change, log)
+	if err != nil {
+		return nil, err
+	}
+	h.probes = &probes
+	return h, nil
 }
 
 // Status returns a snapshot.
@@ -91,7 +122,22 @@ func (h *HealthChecker) Run(ctx context.Context) error {
 func (h *HealthChecker) once(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	start := time.Now()
-	err := h.check(cctx)
+	var v Verdict
+	var round Round
+	var err error
+	if h.probes != nil {
+		round = h.probes.run(cctx)
+		v = Decide(round, h.probes.names())
+		if !v.OK {
+			err = errors.New(v.Reason)
+		}
+	} else {
+		err = h.check(cctx)
+		v = Verdict{OK: err == nil, Reason: "ok"}
+		if err != nil {
+			v.Reason = err.Error()
+		}
+	}
 	cancel()
 	if ctx.Err() != nil {
 		return // shutting down: not the node's fault
@@ -101,10 +147,20 @@ func (h *HealthChecker) once(ctx context.Context) {
 	st.Checks++
 	st.LastLatency = time.Since(start)
 	st.LastError = ""
-	ok := err == nil
+	ok := v.OK
 	if !ok {
 		st.Failures++
 		st.LastError = err.Error()
+	}
+	wasShared := st.SharedFault
+	prevReason := st.Reason
+	st.Reason = v.Reason
+	if h.probes != nil {
+		st.Local, st.Upstream = result(round.Local), result(round.Upstream)
+		st.Siblings = make([]ProbeResult, len(round.Siblings))
+		for i, e := range round.Siblings {
+			st.Siblings[i] = ProbeResult{Name: h.probes.Siblings[i].Name, Result: result(e)}
+		}
 	}
 	flip := false
 	if ok == st.Healthy {
@@ -121,11 +177,39 @@ func (h *HealthChecker) once(ctx context.Context) {
 		}
 	}
 	healthy := st.Healthy
+	st.SharedFault = healthy && v.Shared
+	evidence := []any{"reason", v.Reason}
+	if h.probes != nil {
+		evidence = append(evidence, "local", st.Local, "upstream", st.Upstream, "siblings", st.Siblings)
+	}
+	shared := st.SharedFault
 	h.mu.Unlock()
 	if flip {
-		h.log.Info("health changed", "healthy", healthy, "last_error", errString(err))
+		h.log.Info("health changed", append([]any{"healthy", healthy, "last_error", errString(err)}, evidence...)...)
 		h.change(healthy)
 	}
+	switch {
+	case shared && !wasShared:
+		h.log.Warn("shared fault: staying announced", evidence...)
+	case wasShared && !shared:
+		h.log.Info("shared fault over", evidence...)
+	case !flip && kind(v.Reason) != kind(prevReason) && prevReason != "":
+		h.log.Info("health evidence changed", append([]any{"healthy", healthy}, evidence...)...)
+	}
+}
+
+// kind is a reason without its error text (which can differ each round: source ports), so
+// that a change of evidence is logged once, not every round.
+func kind(reason string) string {
+	k, _, _ := strings.Cut(reason, ":")
+	return k
+}
+
+func result(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
 }
 
 func errString(err error) string {

@@ -1,6 +1,8 @@
 package resolver
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -241,5 +243,41 @@ func TestProbeBypassesCache(t *testing.T) {
 	up.Set(faultdns.ServFail, 0)
 	if err := s.Probe(t.Context(), "health.fleetdns.test", dns.TypeA); err == nil {
 		t.Errorf("Probe with a SERVFAIL upstream = nil, want an error")
+	}
+}
+
+// TestProbeDoesNotHoldUpstreamUp: a node's health probe, run every interval while its only
+// upstream is dead, must not keep that upstream "up": it is marked down like any silent
+// upstream, so that client queries for uncached names fail fast (SERVFAIL well under 100 ms)
+// instead of each waiting out timeouts, and cached names keep being served stale.
+func TestProbeDoesNotHoldUpstreamUp(t *testing.T) {
+	up := startFault(t, "192.0.2.61", 1)
+	s := startServer(t, Config{Forward: forwardTo(up), ResolveTimeout: 300 * time.Millisecond}, testCacheConfig())
+	ask(t, s, "udp", "cached.fleetdns.test", dns.TypeA)
+	up.Set(faultdns.Drop, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	down := false
+	for time.Now().Before(deadline) && !down {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond) // the health timeout
+		err := s.Probe(ctx, "health.fleetdns.test", dns.TypeA)
+		cancel()
+		if err == nil {
+			t.Fatal("Probe passed with a dead upstream")
+		}
+		down = errors.Is(err, ErrUpstreamsDown)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !down {
+		t.Fatalf("after 5s of health probes the dead upstream is still not marked down")
+	}
+	start := time.Now()
+	r := ask(t, s, "udp", "uncached.fleetdns.test", dns.TypeA)
+	if d := time.Since(start); r.Rcode != dns.RcodeServerFailure || d > 100*time.Millisecond {
+		t.Errorf("uncached name with the upstream down: %s after %s, want SERVFAIL in under 100ms", dns.RcodeToString[r.Rcode], d)
+	}
+	start = time.Now()
+	r = ask(t, s, "udp", "cached.fleetdns.test", dns.TypeA)
+	if d := time.Since(start); firstA(r) != "192.0.2.61" || d > 100*time.Millisecond {
+		t.Errorf("cached (now stale) name with the upstream down: %v after %s, want the stale answer in under 100ms", r, d)
 	}
 }

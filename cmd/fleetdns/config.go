@@ -28,6 +28,9 @@ type config struct {
 	Ops      opsConfig
 	Server   serverConfig // server mode only
 	Failover failoverConfig
+	// Warnings are problems that do not stop the config from being used (deprecated keys):
+	// check prints them, server logs them at start-up.
+	Warnings []string
 }
 
 // opsConfig is where operators reach a running process.
@@ -136,6 +139,8 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 			p.node(v, &cfg.Server)
 		case "bgp":
 			p.bgp(v, &cfg.Server)
+		case "health":
+			p.health(v, key, &cfg.Server)
 		case "metrics":
 			p.mapping(v, key, func(key string, k, v *yaml.Node) {
 				if key != "metrics.listen" {
@@ -184,6 +189,7 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 			}
 		}
 	})
+	cfg.Warnings = p.checkHealth(&cfg.Server)
 	if len(p.errs) > 0 {
 		return cfg, nil, errors.Join(p.errs...)
 	}

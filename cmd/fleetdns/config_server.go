@@ -23,8 +23,13 @@ type serverConfig struct {
 	HealthName string
 	HealthType uint16
 	Controller fabric.ControllerConfig
-	present    bool         // a bgp: block was given
-	announced  []*yaml.Node // bgp.announce[i]'s prefix value (or the item without one), for errors
+	// Siblings are the other nodes' unicast DNS addresses, asked the health name when this
+	// node's upstream probe fails; HealthListen is the HTTP address of GET /health ("" is off).
+	Siblings     []netip.AddrPort
+	HealthListen string
+	healthAt     map[string]*yaml.Node // "health" and/or "bgp.health": where each block was given
+	present      bool                  // a bgp: block was given
+	announced    []*yaml.Node          // bgp.announce[i]'s prefix value (or the item without one), for errors
 }
 
 func defaultServerConfig() serverConfig {
@@ -68,7 +73,7 @@ func (p *parser) bgp(n *yaml.Node, s *serverConfig) {
 		case "bgp.secondary_prepend":
 			s.BGP.SecondaryPrepend = p.integer(v, key, 0)
 		case "bgp.health":
-			p.health(v, s)
+			p.health(v, key, s)
 		case "bgp.shutdown":
 			p.mapping(v, key, func(key string, k, v *yaml.Node) {
 				switch key {
@@ -93,34 +98,62 @@ func (p *parser) bgp(n *yaml.Node, s *serverConfig) {
 	})
 }
 
-func (p *parser) health(n *yaml.Node, s *serverConfig) {
-	p.mapping(n, "bgp.health", func(key string, k, v *yaml.Node) {
-		switch key {
-		case "bgp.health.name":
+// health parses the health block, at the top level (path "health") or, deprecated, under bgp
+// (path "bgp.health", without siblings and listen, which are new).
+func (p *parser) health(n *yaml.Node, path string, s *serverConfig) {
+	if s.healthAt == nil {
+		s.healthAt = map[string]*yaml.Node{}
+	}
+	s.healthAt[path] = n
+	p.mapping(n, path, func(key string, k, v *yaml.Node) {
+		switch sub := strings.TrimPrefix(key, path+"."); {
+		case sub == "name":
 			s.HealthName = p.domain(v, key)
-		case "bgp.health.type":
+		case sub == "type":
 			t, ok := dns.StringToType[strings.ToUpper(p.str(v, key))]
 			if !ok {
 				p.errorf(v, key, "%q is not a record type", v.Value)
 			}
 			s.HealthType = t
-		case "bgp.health.interval":
+		case sub == "interval":
 			s.Health.Interval = p.duration(v, key)
-		case "bgp.health.timeout":
+		case sub == "timeout":
 			s.Health.Timeout = p.duration(v, key)
-		case "bgp.health.rise":
+		case sub == "rise":
 			s.Health.Rise = p.integer(v, key, 1)
-		case "bgp.health.fall":
+		case sub == "fall":
 			s.Health.Fall = p.integer(v, key, 1)
-		case "bgp.health.graceful_withdraw":
+		case sub == "graceful_withdraw":
 			s.Controller.GracefulWithdraw = p.duration(v, key)
+		case sub == "siblings" && path == "health":
+			s.Siblings = p.addrList(v, key, 53)
+		case sub == "listen" && path == "health":
+			s.HealthListen = p.str(v, key)
+			if _, err := parseAddrPort(s.HealthListen, 0); err != nil {
+				p.errorf(v, key, "%v", err)
+			}
 		default:
 			p.errorf(k, key, "unknown key")
 		}
 	})
 	if err := s.Health.Validate(); err != nil {
-		p.errorf(n, "bgp.health", "%v", err)
+		p.errorf(n, path, "%v", err)
 	}
+}
+
+// checkHealth reports a health block given twice and returns the deprecation warning of
+// bgp.health.
+func (p *parser) checkHealth(s *serverConfig) []string {
+	defer func() { s.healthAt = nil }() // only for errors
+	old, ok := s.healthAt["bgp.health"]
+	if !ok {
+		return nil
+	}
+	if _, both := s.healthAt["health"]; both {
+		p.errorf(old, "bgp.health", "given together with the top-level health block: keep only health")
+		return nil
+	}
+	return []string{fmt.Sprintf("%s:%d: bgp.health: deprecated: move it to the top-level health block (same keys, plus siblings and listen)", p.file, old.Line)}
 }
 
 func (p *parser) peers(n *yaml.Node) []bgp.Peer {

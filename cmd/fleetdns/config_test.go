@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetdns/fleetdns/fabric"
 	"github.com/fleetdns/fleetdns/resolver"
+	"github.com/miekg/dns"
 )
 
 // useResolvConf points resolvConfPath at a file holding content until the test ends, so no
@@ -136,6 +138,18 @@ func TestParseConfig(t *testing.T) {
 			resolvConf: "nameserver 127.0.0.1\nnameserver ::1\nnameserver 192.0.2.53\n",
 			want: func(c *config) {
 				c.Resolver.Forward = []resolver.ZoneConfig{{Zone: ".", Upstreams: addrs("192.0.2.53:53"), Protocol: "udp"}}
+			},
+		},
+		{
+			name: "top-level health",
+			yaml: "health:\n  name: health.example.\n  type: AAAA\n  interval: 2s\n  timeout: 1s\n  rise: 4\n  fall: 3\n  graceful_withdraw: 1s\n  siblings: [\"192.0.2.2\", \"[2001:db8::2]:5300\"]\n  listen: \"127.0.0.1:8053\"\nforward:\n  - {zone: ., upstreams: [192.0.2.1]}\n",
+			want: func(c *config) {
+				c.Resolver.Forward = []resolver.ZoneConfig{{Zone: ".", Upstreams: addrs("192.0.2.1:53")}}
+				c.Server.HealthName, c.Server.HealthType = "health.example.", dns.TypeAAAA
+				c.Server.Health = fabric.HealthConfig{Interval: 2 * time.Second, Timeout: time.Second, Rise: 4, Fall: 3}
+				c.Server.Controller.GracefulWithdraw = time.Second
+				c.Server.Siblings = addrs("192.0.2.2:53", "[2001:db8::2]:5300")
+				c.Server.HealthListen = "127.0.0.1:8053"
 			},
 		},
 		{
@@ -480,6 +494,27 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{`bad.yaml:8: bgp.announce[1].prefix: no listen address is in 2001:db8:5353::53/128`},
 		},
 		{
+			name: "health given twice",
+			yaml: "node: {id: n1}\nhealth: {rise: 2}\nbgp:\n  health: {rise: 2}\n" + okForward,
+			want: []string{`bad.yaml:4: bgp.health: given together with the top-level health block: keep only health`},
+		},
+		{
+			name: "health keys",
+			yaml: "health:\n  siblings: [\"192.0.2.2:53\", nope]\n  listen: \"localhost:80\"\n  rise: 0\n  interval: 1s\n  timeout: 2s\n  color: red\n" + okForward,
+			want: []string{
+				`bad.yaml:2: health.siblings: "nope" is not an IP address with an optional port`,
+				`bad.yaml:3: health.listen: "localhost:80" is not an IP address and port`,
+				`bad.yaml:4: health.rise: "0" is not a whole number of at least 1`,
+				`bad.yaml:7: health.color: unknown key`,
+				`bad.yaml:2: health: health: timeout must not be longer than interval`,
+			},
+		},
+		{
+			name: "siblings and listen only at the top level",
+			yaml: "bgp:\n  health: {siblings: [\"192.0.2.2:53\"], listen: \"127.0.0.1:8053\"}\n" + okForward,
+			want: []string{"bad.yaml:2: bgp.health.siblings: unknown key", "bad.yaml:2: bgp.health.listen: unknown key"},
+		},
+		{
 			name: "health below the BGP minimum",
 			yaml: "node: {id: n1}\nbgp:\n  peers: [{address: 192.0.2.254, asn: 65000, hold_time: 1s}]\n" + okForward,
 			want: []string{`bad.yaml:3: bgp.peers[0].hold_time: 1s is below the 3s minimum of BGP (RFC 4271)`},
@@ -649,6 +684,8 @@ func TestRun(t *testing.T) {
 		{name: "check good", args: []string{"check", "-config", "testdata/full.yaml"}, code: 0, stdout: "testdata/full.yaml: ok"},
 		{name: "check shipped example", args: []string{"check", "-config", "../../configs/client.yaml"}, code: 0, stdout: "client.yaml: ok"},
 		{name: "check shipped server example", args: []string{"check", "-config", "../../configs/server.yaml"}, code: 0, stdout: "server.yaml: ok"},
+		{name: "check deprecated bgp.health", args: []string{"check", "-config", "testdata/bgp-health.yaml"}, code: 0, stdout: "bgp-health.yaml: ok",
+			stderr: "warning: testdata/bgp-health.yaml:12: bgp.health: deprecated: move it to the top-level health block"},
 		{name: "check bad", args: []string{"check", "-config", bad}, code: 1, stderr: bad + `:2: cache.min_ttl: "30" is not a duration`},
 		{name: "check missing file", args: []string{"check", "-config", filepath.Join(dir, "nope.yaml")}, code: 1, stderr: "nope.yaml"},
 		{name: "check without -config", args: []string{"check"}, code: 2, stderr: "-config FILE is required"},

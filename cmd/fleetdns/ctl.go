@@ -160,6 +160,7 @@ func printHuman(w io.Writer, verb string, data json.RawMessage) error {
 				Announced                bool
 				Graceful                 bool `json:"graceful_shutdown"`
 			} `json:"prefixes"`
+			Health *healthView `json:"health"`
 		}
 		if err := json.Unmarshal(data, &st); err != nil {
 			return err
@@ -179,6 +180,9 @@ func printHuman(w io.Writer, verb string, data json.RawMessage) error {
 			}
 			fmt.Fprintf(w, "  %s %s %s (%s)\n", p.Prefix, p.Priority, state, p.Reason)
 		}
+		if st.Health != nil {
+			st.Health.print(w)
+		}
 	case "failover":
 		var m map[string]any
 		if err := json.Unmarshal(data, &m); err != nil {
@@ -193,6 +197,36 @@ func printHuman(w io.Writer, verb string, data json.RawMessage) error {
 		fmt.Fprintln(w, m["result"])
 	}
 	return nil
+}
+
+// healthView is the health section of `fleetdns ctl bgp`.
+type healthView struct {
+	Healthy     bool   `json:"healthy"`
+	Reason      string `json:"reason"`
+	SharedFault bool   `json:"shared_fault"`
+	Local       string `json:"local"`
+	Upstream    string `json:"upstream"`
+	Siblings    []struct {
+		Name   string `json:"name"`
+		Result string `json:"result"`
+	} `json:"siblings"`
+}
+
+func (h *healthView) print(w io.Writer) {
+	state := "unhealthy"
+	if h.Healthy {
+		state = "healthy"
+	}
+	if h.SharedFault {
+		state += ", shared fault"
+	}
+	fmt.Fprintf(w, "health %s (%s)\n  local: %s\n  upstream: %s\n", state, h.Reason, h.Local, h.Upstream)
+	if len(h.Siblings) == 0 {
+		fmt.Fprintln(w, "  siblings: none configured")
+	}
+	for _, s := range h.Siblings {
+		fmt.Fprintf(w, "  sibling %s: %s\n", s.Name, s.Result)
+	}
 }
 
 func flatten(prefix string, m map[string]any, out *[]string) {

@@ -5,10 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/fleetdns/fleetdns/fabric"
 	"github.com/fleetdns/fleetdns/fabric/bgp"
+	"github.com/fleetdns/fleetdns/resolver"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -39,6 +42,9 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(stderr, cfg.Log).With("node", cfg.Server.NodeID)
+	for _, w := range cfg.Warnings {
+		log.Warn("config: " + w)
+	}
 	cfg.Resolver.QueryLog = cfg.Log.Queries
 	cfg.Resolver.NodeID = cfg.Server.NodeID
 	srv, err := build(cfg, pol, log)
@@ -66,12 +72,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	ctl := fabric.NewController(cfg.Server.Controller, speaker, log.With("component", "announce"))
-	name, qtype := cfg.Server.HealthName, cfg.Server.HealthType
-	health, err := fabric.NewHealthChecker(cfg.Server.Health,
-		func(ctx context.Context) error {
-			sdNotify("WATCHDOG=1") // the loop runs: a wedged process stops kicking and is killed
-			return srv.Probe(ctx, name, qtype)
-		},
+	health, err := fabric.NewNodeHealthChecker(cfg.Server.Health, healthProbes(cfg, srv),
 		func(healthy bool) { ctl.SetHealthy(srvCtx, healthy) }, log.With("component", "health"))
 	if err != nil {
 		log.Error("start", "err", err)
@@ -81,6 +82,24 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	defer stopHealth()
 	healthDone := make(chan struct{})
 	go func() { health.Run(healthCtx); close(healthDone) }()
+	var endpoint *fabric.Endpoint
+	endpointDone := make(chan error, 1)
+	if cfg.Server.HealthListen != "" {
+		ln, err := net.Listen("tcp", cfg.Server.HealthListen)
+		if err != nil {
+			log.Error("start", "health.listen", cfg.Server.HealthListen, "err", err)
+			stopHealth()
+			speaker.Stop(context.Background())
+			stopSrv()
+			<-served
+			return 1
+		}
+		endpoint = fabric.NewEndpoint(health)
+		go func() { endpointDone <- endpoint.Serve(srvCtx, ln) }()
+		log.Info("health endpoint", "listen", ln.Addr().String())
+	} else {
+		endpointDone <- nil
+	}
 
 	var o ops
 	extra, err := startFailover(srvCtx, cfg.Failover, srv, log, &o)
@@ -90,7 +109,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	rl, err := o.start(srvCtx, cfg, *path, srv, log, extra.merge(opsExtra{
 		collectors: fabricCollectors(speaker, ctl, health),
-		verbs:      map[string]func() any{"bgp": func() any { return bgpStatus(speaker, ctl, cfg.Server.BGP) }},
+		verbs:      map[string]func() any{"bgp": func() any { return bgpStatus(speaker, ctl, health, cfg.Server.BGP) }},
 	}))
 	if err != nil {
 		log.Error("start", "err", err)
@@ -109,16 +128,22 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	log.Info("shutting down: leaving the anycast path first")
 	sdNotify("STOPPING=1")
+	if endpoint != nil {
+		endpoint.Drain() // load balancers see 503 "draining" before anything else changes
+	}
 	stopHealth()
 	<-healthDone
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.Controller.Drain+15*time.Second)
 	defer cancel()
-	ctl.Shutdown(sctx)
+	fabric.Leave(sctx, endpoint, ctl) // GET /health answers 503 "draining" first
 	if err := speaker.Stop(sctx); err != nil {
 		log.Warn("bgp stop", "err", err)
 	}
 	stopSrv()
 	err = <-served
+	if eerr := <-endpointDone; eerr != nil {
+		log.Warn("health endpoint", "err", eerr)
+	}
 	o.wait()
 	if err != nil {
 		log.Error("run", "err", err)
@@ -128,8 +153,58 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
+// healthProbes are a node's health probes as cmd wires them: the local probe asks the node's
+// own listener for id.server. CH TXT (listener and pipeline, no upstream); the upstream probe
+// resolves the health name through the pipeline with the cache bypassed; each sibling is asked
+// the health name at its unicast address.
+func healthProbes(cfg config, srv *resolver.Server) fabric.Probes {
+	name, qtype := cfg.Server.HealthName, cfg.Server.HealthType
+	local := fabric.LocalProbe(selfAddr(cfg.Resolver.Listen), cfg.Server.NodeID)
+	p := fabric.Probes{
+		Local: func(ctx context.Context) error {
+			sdNotify("WATCHDOG=1") // the loop runs: a wedged process stops kicking and is killed
+			return local(ctx)
+		},
+		Upstream: func(ctx context.Context) error { return srv.Probe(ctx, name, qtype) },
+	}
+	for _, a := range cfg.Server.Siblings {
+		p.Siblings = append(p.Siblings, fabric.Sibling{Name: a.String(), Check: fabric.SiblingProbe(a, name, qtype)})
+	}
+	return p
+}
+
+// selfAddr is the listen address the local probe asks: a loopback one if there is one, else
+// the first, a wildcard one asked on loopback.
+func selfAddr(listen []netip.AddrPort) netip.AddrPort {
+	for _, a := range listen {
+		if a.Addr().Unmap().IsLoopback() {
+			return a
+		}
+	}
+	if len(listen) == 0 {
+		return netip.AddrPortFrom(netip.IPv6Loopback(), 53)
+	}
+	a := listen[0]
+	if a.Addr().Unmap().IsUnspecified() {
+		lo := netip.MustParseAddr("127.0.0.1")
+		if a.Addr().Is6() && !a.Addr().Is4In6() {
+			lo = netip.IPv6Loopback()
+		}
+		return netip.AddrPortFrom(lo, a.Port())
+	}
+	return a
+}
+
+// healthStatus is the health part of `fleetdns ctl bgp`.
+func healthStatus(h *fabric.HealthChecker) map[string]any {
+	st := h.Status()
+	return map[string]any{"healthy": st.Healthy, "reason": st.Reason, "shared_fault": st.SharedFault,
+		"local": st.Local, "upstream": st.Upstream, "siblings": st.Siblings,
+		"checks": st.Checks, "failures": st.Failures}
+}
+
 // bgpStatus is what `fleetdns ctl bgp` shows.
-func bgpStatus(s *bgp.Speaker, c *fabric.Controller, cfg bgp.Config) any {
+func bgpStatus(s *bgp.Speaker, c *fabric.Controller, h *fabric.HealthChecker, cfg bgp.Config) any {
 	announced, graceful, reason := c.Status()
 	var prefixes []map[string]any
 	for _, p := range cfg.Prefixes {
@@ -140,7 +215,7 @@ func bgpStatus(s *bgp.Speaker, c *fabric.Controller, cfg bgp.Config) any {
 		prefixes = append(prefixes, map[string]any{"prefix": p.Prefix.String(), "priority": prio,
 			"announced": announced, "graceful_shutdown": graceful, "reason": reason})
 	}
-	return map[string]any{"peers": s.Peers(), "prefixes": prefixes}
+	return map[string]any{"peers": s.Peers(), "prefixes": prefixes, "health": healthStatus(h)}
 }
 
 // fabricCollectors exposes the speaker's sessions, the announcement and the health checks.
@@ -184,5 +259,13 @@ func fabricCollectors(s *bgp.Speaker, c *fabric.Controller, h *fabric.HealthChec
 		}
 		return 0
 	})
-	return []prometheus.Collector{announced, peersUp, checks, failures, transitions, latency, healthy}
+	shared := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fleetdns_health_shared_fault", Help: "1 while a shared upstream failure (every sibling fails too) keeps the node announced, serving cache and stale.",
+	}, func() float64 {
+		if h.Status().SharedFault {
+			return 1
+		}
+		return 0
+	})
+	return []prometheus.Collector{announced, peersUp, checks, failures, transitions, latency, healthy, shared}
 }

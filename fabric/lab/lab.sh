@@ -13,6 +13,9 @@
 # LAB_FLEETDNS, if set, is a fleetdns binary to run instead of building ./cmd/fleetdns;
 # LAB_ZONE_EXTRA, if set, is a file of records appended to the lab.test zone (the chaos lab's
 # short-TTL names).
+# LAB_SIBLINGS=1 lists each node as the other's health sibling: an upstream cut for both nodes
+# is a shared fault (both stay announced, serving cache and stale); a cut of one node's path
+# withdraws that node only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LAB_DIR=${LAB_DIR:-/tmp/fleetdns-lab}
@@ -56,9 +59,14 @@ bgp:
   peers: [{address: $3, asn: 65000, local_address: $2, hold_time: $HOLD}]
   announce:
     - {prefix: $ANYCAST/32, priority: primary, communities: ["65000:53"]}
-  health: {name: "health.lab.test.", type: A, interval: 1s, timeout: 500ms, rise: 2, fall: $HEALTH_FALL}
   shutdown: {mode: graceful, drain: 2s}
 C
+  if [ "${LAB_SIBLINGS:-}" != 1 ]; then
+    echo "health: {name: \"health.lab.test.\", type: A, interval: 1s, timeout: 500ms, rise: 2, fall: $HEALTH_FALL}"
+  else
+    local sib=192.0.2.6; [ "$1" = 2 ] && sib=192.0.2.2
+    echo "health: {name: \"health.lab.test.\", type: A, interval: 1s, timeout: 500ms, rise: 2, fall: $HEALTH_FALL, siblings: [\"$sib:53\"], listen: \"$2:8053\"}"
+  fi
   if [ "$DCS" = 2 ]; then
     cat <<C
 failover:
@@ -126,7 +134,8 @@ up() {
 @ IN SOA ns.lab.test. h.lab.test. 1 3600 900 604800 60
 @ IN NS ns
 ns IN A 192.0.2.14
-health IN A 192.0.2.99
+health 0 IN A 192.0.2.99
+short 1 IN A 203.0.113.82
 canary IN A 192.0.2.99
 www IN A 203.0.113.80
 * IN A 203.0.113.81

@@ -48,8 +48,12 @@ func need(t *testing.T) {
 }
 
 func startLab(t *testing.T, env ...string) *lab {
+	return startLabPrefix(t, fmt.Sprintf("fdt%d", os.Getpid()%10000), env...)
+}
+
+func startLabPrefix(t *testing.T, prefix string, env ...string) *lab {
 	need(t)
-	l := &lab{t: t, dir: t.TempDir(), prefix: fmt.Sprintf("fdt%d", os.Getpid()%10000), env: env}
+	l := &lab{t: t, dir: t.TempDir(), prefix: prefix, env: env}
 	t.Cleanup(func() {
 		if out, err := l.script("down"); err != nil {
 			t.Errorf("lab down: %v\n%s", err, out)
