@@ -112,8 +112,11 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 	uq := &udpQuery{f: f, p: p, q: q, do: do, cd: cd, conn: conn, wire: wire,
 		sent: make([]sent, 0, maxSends)}
 	defer uq.finish()
-	onProbe := live[0].isDown() // no live upstream: this query is the probe of a down one
+	onProbe := live[0].isDown() // no live upstream: this query carries the probes of down ones
 	uq.send(live[0])
+	if onProbe {
+		probes = live[1:] // every down upstream whose probe is due gets its packet now
+	}
 	for _, u := range probes {
 		uq.send(u)
 	}
@@ -168,7 +171,9 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 			// What went unanswered until now tells the upstreams' health at once, so that a
 			// dead one is marked down after its second of silence, not after the deadline.
 			uq.timedOut(now)
-			if !onProbe && allDown(live) {
+			// A query that only carries probes does not wait past their first timer: its
+			// client gets the fast failure the others get, and the next probe is a second away.
+			if onProbe || allDown(live) {
 				return nil, errors.Join(lastErr, ErrUpstreamsDown)
 			}
 			for c := range copiesPerRetransmit {
