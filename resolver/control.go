@@ -105,7 +105,7 @@ func (c *Control) do(req ControlRequest) (any, error) {
 	case "cache-dump":
 		return s.dump(time.Now()), nil
 	case "forwards":
-		return s.forwards(time.Now()), nil
+		return s.forwards(), nil
 	case "reload":
 		if c.Reload == nil {
 			return nil, errors.New("reload is not available")
@@ -219,12 +219,12 @@ type UpstreamReport struct {
 	Queries uint64  `json:"queries"`
 }
 
-func (s *Server) forwards(now time.Time) []ForwardStatus {
+func (s *Server) forwards() []ForwardStatus {
 	var out []ForwardStatus
 	for _, p := range s.Forwarder().Pools() {
 		fs := ForwardStatus{Zone: p.Zone, Note: p.Note}
 		for _, u := range p.Upstreams {
-			st := u.Status(now)
+			st := u.Status()
 			var n uint64
 			for r := range u.results {
 				n += u.results[r].Load()

@@ -208,10 +208,10 @@ func (f *Forwarder) followTarget(ctx context.Context, resp *dns.Msg, target stri
 // of its RTOs (at least tcpMinWait) before the next is asked.
 func (f *Forwarder) resolveTCP(ctx context.Context, p *Pool, q dns.Question, do, cd bool) (*dns.Msg, error) {
 	live, probes := p.plan(time.Now())
-	if len(live) == 0 {
+	order := append(probes, live...)
+	if len(order) == 0 {
 		return nil, ErrUpstreamsDown
 	}
-	order := append(probes, live...)
 	var lastErr error
 	for i := 0; ctx.Err() == nil; i++ {
 		if i == len(order) {
@@ -249,11 +249,9 @@ func (f *Forwarder) tryTCP(ctx context.Context, u *Upstream, q dns.Question, do,
 		return nil, exchangeError(u, err)
 	}
 	u.answered(now, rtt)
-	if resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
-		u.record(resultFor(resp.Rcode), rtt)
-		return nil, &RcodeError{Rcode: resp.Rcode, Last: exchangeError(u, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode]))}
+	if err := u.judge(resp, rtt); err != nil {
+		return nil, err
 	}
-	u.record(resultOK, rtt)
 	return resp, nil
 }
 

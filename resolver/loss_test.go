@@ -75,7 +75,7 @@ func TestLossEveryNameResolves(t *testing.T) {
 	if rcodes[dns.RcodeSuccess] != 400 {
 		t.Errorf("rcodes %v (-1: no answer), want all 400 NOERROR", rcodes)
 	}
-	st := s.Forwarder().Pools()[0].Upstreams[0].Status(time.Now())
+	st := s.Forwarder().Pools()[0].Upstreams[0].Status()
 	t.Logf("p50 %s p99 %s max %s, retransmits %d, packets dropped %d of %d, srtt %s",
 		pct(lat, .5), pct(lat, .99), lat[len(lat)-1], s.Forwarder().Retransmits(), lossy.Dropped(),
 		lossy.Dropped()+lossy.Passed(), st.SRTT)
@@ -124,7 +124,7 @@ func TestDeadUpstreamNotTriedFirst(t *testing.T) {
 	good := startFault(t, "192.0.2.33", 300)
 	dead.Set(faultdns.Drop, 0)
 	s := startServer(t, Config{Forward: forwardTo(dead, good)}, testCacheConfig())
-	for i := 0; s.Forwarder().Pools()[0].Upstreams[0].Status(time.Now()).Healthy; i++ { // learn that it is dead
+	for i := 0; s.Forwarder().Pools()[0].Upstreams[0].Status().Healthy; i++ { // learn that it is dead
 		if i == 100 {
 			t.Fatal("the dead upstream is still marked healthy after 100 queries")
 		}
@@ -168,7 +168,7 @@ func TestUpstreamDownFailsFastAndRecovers(t *testing.T) {
 			t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
 		}
 	}
-	if s.Forwarder().Pools()[0].Upstreams[0].Status(time.Now()).Healthy {
+	if s.Forwarder().Pools()[0].Upstreams[0].Status().Healthy {
 		t.Fatalf("upstream still healthy after three failed queries and a second of silence")
 	}
 	var slowest time.Duration

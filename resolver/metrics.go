@@ -188,7 +188,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descMismatched, fwd.Mismatched())
 	counter(descRetrans, fwd.Retransmits())
 	counter(descRetransCap, fwd.BudgetDenied())
-	now := time.Now()
 	for _, p := range fwd.Pools() {
 		for _, u := range p.Upstreams {
 			addr := u.Addr.String()
@@ -205,7 +204,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstHistogram(descUpRTT, total,
 				float64(u.rttSum.Load())/float64(time.Second), buckets, p.Zone, addr)
 			healthy := 0.0
-			if u.Status(now).Healthy {
+			if u.Status().Healthy {
 				healthy = 1
 			}
 			gauge(descUpHealthy, healthy, p.Zone, addr)

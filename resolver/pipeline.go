@@ -135,24 +135,18 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 			s.prefetch(&q)
 		}
 		src = srcPrefetch
-	case cache.Stale:
-		if q.qtype == dns.TypeANY && q.qclass == dns.ClassINET {
+	case cache.Stale, cache.Miss:
+		if q.qtype == dns.TypeANY { // class IN: the others were answered above
 			return s.minimalANY(dst, &q, tcp, now), srcLocal
 		}
-		if e.RetryDue(now, s.cfg.StaleRetry) {
-			return nil, srcMiss // its refresh starts off the read loop
+		if st == cache.Miss || e.RetryDue(now, s.cfg.StaleRetry) {
+			return nil, srcMiss // resolved, or refreshed, off the read loop
 		}
 		// A refresh of it runs or failed moments ago: the stale answer goes out at once,
 		// without leaving the read loop, so an outage costs no goroutines for cached names.
 		s.Stats.Misses.Add(1)
 		r := s.reply(&q, tcp)
-		r.Stale = true
-		return e.AppendAnswer(dst, &r, now), srcStale
-	case cache.Miss:
-		if q.qtype == dns.TypeANY && q.qclass == dns.ClassINET {
-			return s.minimalANY(dst, &q, tcp, now), srcLocal
-		}
-		return nil, srcMiss
+		return s.stale(dst, e, &r, now)
 	}
 	r := s.reply(&q, tcp)
 	out := e.AppendAnswer(dst, &r, now)
@@ -263,11 +257,11 @@ func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source
 		// or its first packet goes unanswered, the stale answer goes out at once (RFC 8767
 		// allows any client timer up to stale_client_timeout).
 		if !e.ClaimRetry(now, s.cfg.StaleRetry) || s.fails.failing(key, now) {
-			return s.stale(e, &r)
+			return s.stale(nil, e, &r, time.Now())
 		}
 		f, leader := s.flights.join(key)
 		if !leader {
-			return s.stale(e, &r)
+			return s.stale(nil, e, &r, time.Now())
 		}
 		s.runFlight(p, f, false)
 		t := time.NewTimer(s.cfg.StaleClientTimeout)
@@ -281,7 +275,7 @@ func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source
 		case <-t.C:
 		case <-ctx.Done():
 		}
-		return s.stale(e, &r)
+		return s.stale(nil, e, &r, time.Now())
 	}
 	if s.fails.failing(key, now) {
 		// Resolution failed moments ago (RFC 9520): do not ask again yet.
@@ -289,19 +283,20 @@ func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source
 	}
 	f := s.startFlight(p, true)
 	select {
-	case <-f.done:
+	case <-f.done: // entry and err are set once done is closed, not before
+		if f.err == nil {
+			return f.entry.AppendAnswer(nil, &r, time.Now()), srcUpstream
+		}
+		return s.servfailFor(&q, tcp, f.err)
 	case <-ctx.Done():
+		return s.servfailFor(&q, tcp, ctx.Err())
 	}
-	if f.err == nil && f.entry != nil {
-		return f.entry.AppendAnswer(nil, &r, time.Now()), srcUpstream
-	}
-	return s.servfailFor(&q, tcp, f.err)
 }
 
 // stale answers with an expired entry, marked as such (EDE 3).
-func (s *Server) stale(e *cache.Entry, r *cache.Reply) ([]byte, source) {
+func (s *Server) stale(dst []byte, e *cache.Entry, r *cache.Reply, now time.Time) ([]byte, source) {
 	r.Stale = true
-	return e.AppendAnswer(nil, r, time.Now()), srcStale
+	return e.AppendAnswer(dst, r, now), srcStale
 }
 
 // servfailFor answers a failed resolution: SERVFAIL, or REFUSED when every upstream asked

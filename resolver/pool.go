@@ -58,7 +58,7 @@ type UpstreamStatus struct {
 }
 
 // Status returns a snapshot.
-func (u *Upstream) Status(time.Time) UpstreamStatus {
+func (u *Upstream) Status() UpstreamStatus {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return UpstreamStatus{Addr: u.Addr, SRTT: u.srtt, Healthy: !u.down, Fails: u.fails}
@@ -66,23 +66,21 @@ func (u *Upstream) Status(time.Time) UpstreamStatus {
 
 // rto is how long a first send to this upstream waits before the query retransmits.
 func (u *Upstream) rto() time.Duration {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.samples == 0 {
-		return unknownRTO
-	}
-	return min(maxRTO, max(minRTO, u.srtt+4*u.rttvar))
+	rto, _ := u.timers()
+	return rto
 }
 
-// expected is how long an answer from this upstream normally takes, srtt + 4·rttvar without
-// the RTO's floor: a client holding a stale answer waits no longer than that for a refresh.
-func (u *Upstream) expected() time.Duration {
+// timers returns the RTO and how long an answer from this upstream normally takes: both are
+// srtt + 4·rttvar, the RTO with its floor, expected with only a floor for timer jitter (a
+// client holding a stale answer waits no longer than that for a refresh).
+func (u *Upstream) timers() (rto, expected time.Duration) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.samples == 0 {
-		return unknownRTO
+		return unknownRTO, unknownRTO
 	}
-	return min(maxRTO, max(minExpected, u.srtt+4*u.rttvar))
+	est := u.srtt + 4*u.rttvar
+	return min(maxRTO, max(minRTO, est)), min(maxRTO, max(minExpected, est))
 }
 
 // answered records an answer to one send and that send's round-trip time (RFC 6298 smoothing).
@@ -167,8 +165,7 @@ type Pool struct {
 
 // plan returns the upstreams a query may use, in the order to use them: the live ones fastest
 // first (now and then another live one first, so a recovered or faster upstream is noticed),
-// and the down ones whose probe this query carries. With no live upstream the probes become the
-// path; with neither, the query fails at once.
+// and the down ones whose probe this query carries. With neither, the query fails at once.
 func (p *Pool) plan(now time.Time) (live, probes []*Upstream) {
 	type ranked struct {
 		u    *Upstream
@@ -192,9 +189,6 @@ func (p *Pool) plan(now time.Time) (live, probes []*Upstream) {
 	if len(live) > 1 && rand.IntN(exploreOneIn) == 0 {
 		i := 1 + rand.IntN(len(live)-1)
 		live[0], live[i] = live[i], live[0]
-	}
-	if len(live) == 0 {
-		return probes, nil
 	}
 	return live, probes
 }

@@ -93,8 +93,12 @@ type packet struct {
 // (the upstream's srtt + 4·rttvar): a client holding a stale answer need not wait longer.
 func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do, cd bool, slow func()) (*dns.Msg, error) {
 	live, probes := p.plan(time.Now())
-	if len(live) == 0 {
-		return nil, ErrUpstreamsDown
+	onProbe := len(live) == 0 // no live upstream: this query only carries probes of down ones
+	if onProbe {
+		if len(probes) == 0 {
+			return nil, ErrUpstreamsDown
+		}
+		live, probes = probes[:1], probes[1:]
 	}
 	m := upstreamQuery(q, do, cd)
 	wire, err := m.Pack()
@@ -112,19 +116,15 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 	uq := &udpQuery{f: f, p: p, q: q, do: do, cd: cd, conn: conn, wire: wire,
 		sent: make([]sent, 0, maxSends)}
 	defer uq.finish()
-	onProbe := live[0].isDown() // no live upstream: this query carries the probes of down ones
 	uq.send(live[0])
-	if onProbe {
-		probes = live[1:] // every down upstream whose probe is due gets its packet now
-	}
-	for _, u := range probes {
+	for _, u := range probes { // each one due gets its packet now, beside the first
 		uq.send(u)
 	}
 	deadline, _ := ctx.Deadline()
-	wait := live[0].rto()
+	wait, expected := live[0].timers()
 	start := time.Now()
 	next := start.Add(wait)
-	slowAt := start.Add(min(wait, live[0].expected()))
+	slowAt := start.Add(min(wait, expected))
 	turn := 1 // live[turn % len] gets the next retransmission
 	var lastErr error
 
@@ -213,12 +213,10 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 			}
 			lastErr = exchangeError(s.u, err)
 			uq.bad = append(uq.bad, s.u)
-		} else if resp.Rcode == dns.RcodeServerFailure || resp.Rcode == dns.RcodeRefused {
-			s.u.record(resultFor(resp.Rcode), rtt)
-			lastErr = &RcodeError{Rcode: resp.Rcode, Last: exchangeError(s.u, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode]))}
+		} else if err := s.u.judge(resp, rtt); err != nil {
+			lastErr = err
 			uq.bad = append(uq.bad, s.u)
 		} else {
-			s.u.record(resultOK, rtt)
 			return resp, nil
 		}
 		// That upstream will not help: ask the next one now, without waiting for the timer.
@@ -434,12 +432,19 @@ func allDown(ups []*Upstream) bool {
 	return true
 }
 
-func resultFor(rcode int) result {
-	switch rcode {
+// judge counts an answer of u and returns the error that SERVFAIL or REFUSED makes of it:
+// that upstream will not help this query.
+func (u *Upstream) judge(resp *dns.Msg, rtt time.Duration) error {
+	r := resultOK
+	switch resp.Rcode {
 	case dns.RcodeServerFailure:
-		return resultServfail
+		r = resultServfail
 	case dns.RcodeRefused:
-		return resultRefused
+		r = resultRefused
 	}
-	return resultOK
+	u.record(r, rtt)
+	if r == resultOK {
+		return nil
+	}
+	return &RcodeError{Rcode: resp.Rcode, Last: exchangeError(u, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode]))}
 }
