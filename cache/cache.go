@@ -207,36 +207,25 @@ func (c *Cache) Remove(q *Question) {
 	}
 }
 
+// Totals sums the shards: stored answers, their size as the MaxBytes bound counts it
+// (Entry.Size), and evictions (answers pushed out by newer ones, for either bound; expiry and
+// flushes are not evictions). One pass, for callers that want all three.
+func (c *Cache) Totals() (entries int, bytes int64, evictions uint64) {
+	for _, s := range c.shards {
+		n, b, ev := s.stats()
+		entries, bytes, evictions = entries+n, bytes+b, evictions+ev
+	}
+	return entries, bytes, evictions
+}
+
 // Len is the number of stored answers.
-func (c *Cache) Len() int {
-	n := 0
-	for _, s := range c.shards {
-		l, _, _ := s.stats()
-		n += l
-	}
-	return n
-}
+func (c *Cache) Len() int { n, _, _ := c.Totals(); return n }
 
-// Bytes is the size of the stored answers as the MaxBytes bound counts it (Entry.Size).
-func (c *Cache) Bytes() int64 {
-	var n int64
-	for _, s := range c.shards {
-		_, b, _ := s.stats()
-		n += b
-	}
-	return n
-}
+// Bytes is the size of the stored answers as the MaxBytes bound counts it.
+func (c *Cache) Bytes() int64 { _, b, _ := c.Totals(); return b }
 
-// Evictions counts answers pushed out by newer ones, for either bound; expiry and flushes are
-// not evictions.
-func (c *Cache) Evictions() uint64 {
-	var n uint64
-	for _, s := range c.shards {
-		_, _, ev := s.stats()
-		n += ev
-	}
-	return n
-}
+// Evictions counts answers pushed out by newer ones.
+func (c *Cache) Evictions() uint64 { _, _, ev := c.Totals(); return ev }
 
 // Build turns a response to q into an Entry, applying the TTL rules: positive TTLs clamped to
 // [MinTTL, MaxTTL]; negative answers live min(SOA TTL, SOA MINIMUM, MaxNegativeTTL) (RFC 2308

@@ -132,13 +132,14 @@ func (s *Server) Snapshot() map[string]any {
 			answers[source(src).String()] = v
 		}
 	}
+	entries, bytes, evictions := s.cache.Totals()
 	return map[string]any{
 		"queries": st.Queries.Load(), "cache_hits": st.Hits(), "cache_misses": st.Misses.Load(),
 		"prefetches": st.Prefetches.Load(), "stale_answers": st.answered(srcStale),
 		"local_answers": st.answered(srcLocal, srcSynth), "refused": st.answered(srcRefused),
 		"servfail": st.answered(srcServfail), "formerr": st.Formerr.Load(),
-		"dropped": st.Dropped.Load(), "cache_entries": s.cache.Len(), "cache_bytes": s.cache.Bytes(),
-		"cache_evictions": s.cache.Evictions(), "inflight": len(s.slots), "policy": pol, "answers": answers,
+		"dropped": st.Dropped.Load(), "cache_entries": entries, "cache_bytes": bytes,
+		"cache_evictions": evictions, "inflight": len(s.slots), "policy": pol, "answers": answers,
 	}
 }
 

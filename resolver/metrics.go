@@ -175,9 +175,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descMisses, st.Misses.Load())
 	counter(descPrefetches, st.Prefetches.Load())
 	counter(descStale, st.answered(srcStale))
-	gauge(descEntries, float64(s.cache.Len()))
-	gauge(descCacheBytes, float64(s.cache.Bytes()))
-	counter(descEvictions, s.cache.Evictions())
+	entries, bytes, evictions := s.cache.Totals()
+	gauge(descEntries, float64(entries))
+	gauge(descCacheBytes, float64(bytes))
+	counter(descEvictions, evictions)
 	gauge(descInflight, float64(len(s.slots)))
 	counter(descDropped, st.Dropped.Load())
 	for l := range limit(numLimits) {
