@@ -66,18 +66,12 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "fleetdns-bench chaos:", err)
 		return 1
 	}
-	work, err := os.MkdirTemp("", "fleetdns-chaos-")
+	work, err := workDir("fleetdns-chaos-", fleetdns, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(work)
-	if *fleetdns == "" {
-		if *fleetdns, err = buildFleetdns(work, stderr); err != nil {
-			fmt.Fprintln(stderr, "build fleetdns:", err)
-			return 1
-		}
-	}
 	lab := filepath.Join(work, "lab")
 	if err := os.Mkdir(lab, 0o755); err != nil {
 		fmt.Fprintln(stderr, err)

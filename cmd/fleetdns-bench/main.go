@@ -62,18 +62,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code, done := pinSelf(*loadCPU, args, stderr); done {
 		return code
 	}
-	work, err := os.MkdirTemp("", "fleetdns-bench-")
+	work, err := workDir("fleetdns-bench-", fleetdns, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(work)
-	if *fleetdns == "" {
-		if *fleetdns, err = buildFleetdns(work, stderr); err != nil {
-			fmt.Fprintln(stderr, "build fleetdns:", err)
-			return 1
-		}
-	}
 	cfg := bench.Config{
 		Rounds: *rounds, Duration: *duration, Names: *names, HitNames: 1000, Memory: *memory,
 		Dnsperf: *dnsperf, ServerCPU: *serverCPU, LoadCPU: *loadCPU, Dir: work, FleetdnsBinary: *fleetdns,
@@ -129,6 +123,22 @@ func pinSelf(cpu int, args []string, stderr io.Writer) (int, bool) {
 
 // buildFleetdns builds ./cmd/fleetdns into dir, stamped with the commit so the report says which
 // fleetdns it measured.
+// workDir makes a run's scratch directory and, unless *fleetdns names a binary, builds
+// fleetdns into it.
+func workDir(prefix string, fleetdns *string, stderr io.Writer) (string, error) {
+	work, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", err
+	}
+	if *fleetdns == "" {
+		if *fleetdns, err = buildFleetdns(work, stderr); err != nil {
+			os.RemoveAll(work)
+			return "", fmt.Errorf("build fleetdns: %w", err)
+		}
+	}
+	return work, nil
+}
+
 func buildFleetdns(dir string, stderr io.Writer) (string, error) {
 	bin := filepath.Join(dir, "fleetdns")
 	rev, _ := exec.Command("git", "describe", "--always", "--dirty").Output()
