@@ -108,13 +108,18 @@ func LossTable(rs []*Result) string {
 	return b.String()
 }
 
+// runAndMachine writes when and how the report was made and on what machine.
+func (r *Report) runAndMachine(b *strings.Builder) {
+	fmt.Fprintf(b, "Run of %s with `%s`.\n\n", r.Date.UTC().Format("2006-01-02 15:04 UTC"), r.Command)
+	fmt.Fprintf(b, "- Machine: %s, %s at the end (other work on a shared machine delays everything: a load "+
+		"average near the CPU count means the numbers are noisy).\n", r.Machine, r.EndLoad)
+}
+
 // Markdown is the whole report.
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Chaos lab: fleetdns and unbound under network faults\n\n")
-	fmt.Fprintf(&b, "Run of %s with `%s`.\n\n", r.Date.UTC().Format("2006-01-02 15:04 UTC"), r.Command)
-	fmt.Fprintf(&b, "- Machine: %s, %s at the end (other work on a shared machine delays everything: a load "+
-		"average near the CPU count means the numbers are noisy).\n", r.Machine, r.EndLoad)
+	r.runAndMachine(&b)
 	fmt.Fprintf(&b, "- Systems: fleetdns %s (client mode, built from the tree), unbound %s; both forward \".\" to one NSD "+
 		"across a veth pair, with prefetch and serve-stale on (stale answers after 1.8 s without a fresh one: "+
 		"fleetdns stale_client_timeout 1800ms, unbound serve-expired-client-timeout 1800), and run at the same time "+
@@ -141,9 +146,7 @@ func (r *Report) Markdown() string {
 func (r *Report) FabricMarkdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Chaos lab, fabric scenarios: stubs in front of two anycast nodes behind BIRD 2\n\n")
-	fmt.Fprintf(&b, "Run of %s with `%s`.\n\n", r.Date.UTC().Format("2006-01-02 15:04 UTC"), r.Command)
-	fmt.Fprintf(&b, "- Machine: %s, %s at the end (other work on a shared machine delays everything: a load "+
-		"average near the CPU count means the numbers are noisy).\n", r.Machine, r.EndLoad)
+	r.runAndMachine(&b)
 	fmt.Fprintf(&b, "- Topology: fabric/lab/lab.sh with prefix %s- (BIRD 2 router, eBGP to two fleetdns server nodes "+
 		"announcing %s/32 with ECMP, hold time %s both sides, NSD as dc1's recursor; dc2's recursor and the nodes' "+
 		"failover only for the recursor cut). A fresh fabric per scenario.\n", FabricPrefix, anycastAddr.Addr(), FabricHold)
