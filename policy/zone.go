@@ -52,9 +52,18 @@ type zone struct {
 	builtin bool // an RFC 6761 zone, which the operator's zones replace
 }
 
-// checkRdata rejects a record without rdata: the zone parser allows it (for dynamic updates),
-// but served it would be an A or MX of zero bytes.
+// checkRdata rejects a record that parses but cannot be served: one without rdata (the zone
+// parser allows it, for dynamic updates, but served it would be an A or MX of zero bytes), one
+// whose data cannot be encoded, or one whose owner name has a raw byte outside ASCII.
 func checkRdata(rr dns.RR) error {
+	// A raw byte above 0x7f in a name (the parser keeps it as it is) would not survive the
+	// case folding of names (FuzzZoneFile found it growing past a label's 63 bytes); RFC 4343
+	// folds ASCII only, and a zone file writes such a byte as \DDD.
+	for _, c := range []byte(rr.Header().Name) {
+		if c > 0x7f {
+			return fmt.Errorf("name %q has a byte outside ASCII: write it as \\DDD", rr.Header().Name)
+		}
+	}
 	if newRR, ok := dns.TypeToRR[rr.Header().Rrtype]; ok {
 		empty := newRR()
 		*empty.Header() = *rr.Header()
