@@ -113,12 +113,22 @@ func (f *Forwarder) pool(name string) *Pool {
 // or REFUSED, or the deadline passes: over UDP with retransmissions on the query's own timer
 // (resolveUDP), over TCP one upstream after the other.
 func (f *Forwarder) Resolve(ctx context.Context, q dns.Question, do, cd bool) (*dns.Msg, error) {
-	return f.resolve(ctx, q, do, cd, nil, 0)
+	return f.resolve(ctx, q, do, cd, nil, false, 0)
 }
 
-// resolve is Resolve with slow called when the first packet goes unanswered for its RTO; depth
-// counts the forward zones a CNAME chain has crossed.
-func (f *Forwarder) resolve(ctx context.Context, q dns.Question, do, cd bool, slow func(), depth int) (*dns.Msg, error) {
+// Check is Resolve for a health check: it also sends to every upstream marked down, as a probe,
+// instead of failing at once or waiting for the next probe that is due. A health check is rare
+// (one per interval) and asks whether the path works now: an upstream that came back must pass
+// the very next check, not the one after its probe timer (up to a second later), so a node
+// announces within rise × interval of its upstream's first answer.
+func (f *Forwarder) Check(ctx context.Context, q dns.Question) (*dns.Msg, error) {
+	return f.resolve(ctx, q, false, false, nil, true, 0)
+}
+
+// resolve is Resolve with slow called when the first packet goes unanswered for its RTO, and
+// with every down upstream probed when probeAll is set (Check); depth counts the forward zones
+// a CNAME chain has crossed.
+func (f *Forwarder) resolve(ctx context.Context, q dns.Question, do, cd bool, slow func(), probeAll bool, depth int) (*dns.Msg, error) {
 	p := f.pool(q.Name)
 	if p == nil {
 		return nil, ErrNoZone
@@ -128,16 +138,16 @@ func (f *Forwarder) resolve(ctx context.Context, q dns.Question, do, cd bool, sl
 	var resp *dns.Msg
 	var err error
 	if p.tcp {
-		resp, err = f.resolveTCP(ctx, p, q, do, cd)
+		resp, err = f.resolveTCP(ctx, p, q, do, cd, probeAll)
 	} else {
-		resp, err = f.resolveUDP(ctx, p, q, do, cd, slow)
+		resp, err = f.resolveUDP(ctx, p, q, do, cd, slow, probeAll)
 	}
 	if err != nil {
 		return nil, err
 	}
 	scrub(resp, p.Zone)
 	if target, ok := f.leavesZone(p, resp); ok {
-		return f.followTarget(ctx, resp, target, do, cd, depth)
+		return f.followTarget(ctx, resp, target, do, cd, probeAll, depth)
 	}
 	return resp, nil
 }
@@ -183,12 +193,12 @@ func (f *Forwarder) leavesZone(p *Pool, resp *dns.Msg) (string, bool) {
 
 // followTarget resolves target (of resp's last CNAME) in its own zone and completes resp with
 // that answer.
-func (f *Forwarder) followTarget(ctx context.Context, resp *dns.Msg, target string, do, cd bool, depth int) (*dns.Msg, error) {
+func (f *Forwarder) followTarget(ctx context.Context, resp *dns.Msg, target string, do, cd, probeAll bool, depth int) (*dns.Msg, error) {
 	if depth >= maxZoneHops {
 		return nil, fmt.Errorf("CNAME chain crosses more than %d forward zones", maxZoneHops)
 	}
 	q := resp.Question[0]
-	sub, err := f.resolve(ctx, dns.Question{Name: dns.Fqdn(target), Qtype: q.Qtype, Qclass: q.Qclass}, do, cd, nil, depth+1)
+	sub, err := f.resolve(ctx, dns.Question{Name: dns.Fqdn(target), Qtype: q.Qtype, Qclass: q.Qclass}, do, cd, nil, probeAll, depth+1)
 	if err != nil {
 		return nil, err
 	}
@@ -206,8 +216,8 @@ func (f *Forwarder) followTarget(ctx context.Context, resp *dns.Msg, target stri
 
 // resolveTCP asks the upstreams in turn over TCP, which retransmits by itself: each gets a few
 // of its RTOs (at least tcpMinWait) before the next is asked.
-func (f *Forwarder) resolveTCP(ctx context.Context, p *Pool, q dns.Question, do, cd bool) (*dns.Msg, error) {
-	live, probes := p.plan(time.Now())
+func (f *Forwarder) resolveTCP(ctx context.Context, p *Pool, q dns.Question, do, cd, probeAll bool) (*dns.Msg, error) {
+	live, probes := p.plan(time.Now(), probeAll)
 	order := append(probes, live...)
 	if len(order) == 0 {
 		return nil, ErrUpstreamsDown

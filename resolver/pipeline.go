@@ -343,7 +343,7 @@ func (s *Server) startFlight(p pending, inline bool) *flight {
 // runFlight runs the resolution of flight f, which the caller leads.
 func (s *Server) runFlight(p pending, f *flight, inline bool) {
 	run := func() {
-		resp, err := s.Forwarder().resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD, f.markSlow, 0)
+		resp, err := s.Forwarder().resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD, f.markSlow, false, 0)
 		var e *cache.Entry
 		now := time.Now()
 		if err == nil {
@@ -443,6 +443,6 @@ func (s *Server) Probe(ctx context.Context, name string, qtype uint16) error {
 	case policy.Refuse:
 		return errors.New("refused by policy")
 	}
-	_, err = s.Forwarder().Resolve(ctx, dns.Question{Name: dns.Fqdn(name), Qtype: qtype, Qclass: dns.ClassINET}, false, false)
+	_, err = s.Forwarder().Check(ctx, dns.Question{Name: dns.Fqdn(name), Qtype: qtype, Qclass: dns.ClassINET})
 	return err
 }

@@ -165,8 +165,9 @@ type Pool struct {
 
 // plan returns the upstreams a query may use, in the order to use them: the live ones fastest
 // first (now and then another live one first, so a recovered or faster upstream is noticed),
-// and the down ones whose probe this query carries. With neither, the query fails at once.
-func (p *Pool) plan(now time.Time) (live, probes []*Upstream) {
+// and the down ones whose probe this query carries (all of them with all set: a health check).
+// With neither, the query fails at once.
+func (p *Pool) plan(now time.Time, all bool) (live, probes []*Upstream) {
 	type ranked struct {
 		u    *Upstream
 		srtt time.Duration
@@ -177,7 +178,7 @@ func (p *Pool) plan(now time.Time) (live, probes []*Upstream) {
 		switch {
 		case !down:
 			rs = append(rs, ranked{u, srtt})
-		case probe:
+		case probe || all:
 			probes = append(probes, u)
 		}
 	}

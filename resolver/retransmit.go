@@ -91,8 +91,8 @@ type packet struct {
 // runs out it sends again, to the next upstreams in turn, with the timer backed off for this
 // query only. slow, if set, is called once when no answer came in the time one normally takes
 // (the upstream's srtt + 4·rttvar): a client holding a stale answer need not wait longer.
-func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do, cd bool, slow func()) (*dns.Msg, error) {
-	live, probes := p.plan(time.Now())
+func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do, cd bool, slow func(), probeAll bool) (*dns.Msg, error) {
+	live, probes := p.plan(time.Now(), probeAll)
 	onProbe := len(live) == 0 // no live upstream: this query only carries probes of down ones
 	if onProbe {
 		if len(probes) == 0 {
