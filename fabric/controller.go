@@ -33,7 +33,13 @@ type Controller struct {
 	reason    string
 	stopping  bool
 	timer     *time.Timer
+	retry     *time.Timer // set while an announce or withdraw the announcer refused waits to be retried
 }
+
+// retryEvery is how soon an announce or withdraw that failed is tried again. The health checker
+// calls SetHealthy only when its verdict changes, so without a retry a node whose first announce
+// failed (a speaker not ready yet) would stay withdrawn while healthy.
+const retryEvery = time.Second
 
 // NewController builds a controller; nothing is announced until SetHealthy(true).
 func NewController(cfg ControllerConfig, ann Announcer, log *slog.Logger) *Controller {
@@ -68,6 +74,7 @@ func (c *Controller) SetHealthy(ctx context.Context, healthy bool) {
 		c.timer = time.AfterFunc(c.cfg.GracefulWithdraw, func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
+			c.timer = nil
 			if !c.healthy && !c.stopping {
 				c.withdraw(ctx, "unhealthy")
 			}
@@ -84,6 +91,9 @@ func (c *Controller) Shutdown(ctx context.Context) {
 	c.stopping = true
 	if c.timer != nil {
 		c.timer.Stop()
+	}
+	if c.retry != nil {
+		c.retry.Stop()
 	}
 	was := c.announced
 	if was {
@@ -112,12 +122,33 @@ func (c *Controller) announce(ctx context.Context, graceful bool, reason string)
 		return
 	}
 	if err := c.ann.Announce(ctx, graceful); err != nil {
-		c.log.Error("announce", "err", err)
+		c.log.Error("announce", "err", err, "retry_in", retryEvery)
 		c.reason = "announce failed: " + err.Error()
+		c.retryLater(ctx)
 		return
 	}
 	c.announced, c.graceful, c.reason = true, graceful, reason
 	c.log.Info("announced", "graceful_shutdown", graceful, "reason", reason)
+}
+
+// retryLater schedules one more try of what the verdict asks for, after an announcer error.
+// Called with c.mu held.
+func (c *Controller) retryLater(ctx context.Context) {
+	if c.retry != nil || c.stopping {
+		return
+	}
+	c.retry = time.AfterFunc(retryEvery, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.retry = nil
+		switch {
+		case c.stopping || ctx.Err() != nil:
+		case c.healthy && (!c.announced || c.graceful):
+			c.announce(ctx, false, "healthy")
+		case !c.healthy && c.announced && c.timer == nil:
+			c.withdraw(ctx, "unhealthy")
+		}
+	})
 }
 
 func (c *Controller) withdraw(ctx context.Context, reason string) {
@@ -126,8 +157,9 @@ func (c *Controller) withdraw(ctx context.Context, reason string) {
 		return
 	}
 	if err := c.ann.Withdraw(ctx); err != nil {
-		c.log.Error("withdraw", "err", err)
+		c.log.Error("withdraw", "err", err, "retry_in", retryEvery)
 		c.reason = "withdraw failed: " + err.Error()
+		c.retryLater(ctx)
 		return
 	}
 	c.announced, c.graceful = false, false

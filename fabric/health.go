@@ -3,6 +3,7 @@ package fabric
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -37,6 +38,13 @@ type Check func(ctx context.Context) error
 type HealthStatus struct {
 	Healthy     bool
 	Checks      uint64 // checks run
+	// Towards a change of state: Streak consecutive checks disagree with Healthy, Need of them
+	// flip it (rise while unhealthy, fall while healthy). LastCheck is when the last check
+	// started, NextCheck when the next one will: together they say why a node is not (yet)
+	// announced and when that can change.
+	Streak, Need int
+	LastCheck    time.Time
+	NextCheck    time.Time
 	Failures    uint64 // of which failed
 	Transitions uint64 // healthy <-> unhealthy
 	LastLatency time.Duration
@@ -145,6 +153,7 @@ func (h *HealthChecker) once(ctx context.Context) {
 	h.mu.Lock()
 	st := &h.status
 	st.Checks++
+	st.LastCheck, st.NextCheck = start, start.Add(h.cfg.Interval)
 	st.LastLatency = time.Since(start)
 	st.LastError = ""
 	ok := v.OK
@@ -176,12 +185,17 @@ func (h *HealthChecker) once(ctx context.Context) {
 			st.Transitions++
 		}
 	}
+	st.Streak, st.Need = h.streak, h.cfg.Rise
+	if st.Healthy {
+		st.Need = h.cfg.Fall
+	}
 	healthy := st.Healthy
 	st.SharedFault = healthy && v.Shared
 	evidence := []any{"reason", v.Reason}
 	if h.probes != nil {
 		evidence = append(evidence, "local", st.Local, "upstream", st.Upstream, "siblings", st.Siblings)
 	}
+	toward := []any{"toward_change", fmt.Sprintf("%d of %d", st.Streak, st.Need), "next_check", st.NextCheck.Format(time.TimeOnly + ".000")}
 	shared := st.SharedFault
 	h.mu.Unlock()
 	if flip {
@@ -193,8 +207,10 @@ func (h *HealthChecker) once(ctx context.Context) {
 		h.log.Warn("shared fault: staying announced", evidence...)
 	case wasShared && !shared:
 		h.log.Info("shared fault over", evidence...)
-	case !flip && kind(v.Reason) != kind(prevReason) && prevReason != "":
-		h.log.Info("health evidence changed", append([]any{"healthy", healthy}, evidence...)...)
+	case !flip && (prevReason == "" || kind(v.Reason) != kind(prevReason)):
+		// The first round too: a node that is not announcing says why from its first check,
+		// and when the next one runs.
+		h.log.Info("health evidence changed", append(append([]any{"healthy", healthy}, evidence...), toward...)...)
 	}
 }
 

@@ -167,7 +167,11 @@ func printHuman(w io.Writer, verb string, data json.RawMessage) error {
 		}
 		fmt.Fprintln(w, "peers")
 		for _, p := range st.Peers {
-			fmt.Fprintf(w, "  %s AS%d %s up %s\n", p.Address, p.ASN, p.State, p.Uptime.Round(time.Second))
+			if p.State == "established" {
+				fmt.Fprintf(w, "  %s AS%d %s up %s\n", p.Address, p.ASN, p.State, p.Uptime.Round(time.Second))
+			} else {
+				fmt.Fprintf(w, "  %s AS%d %s\n", p.Address, p.ASN, p.State)
+			}
 		}
 		fmt.Fprintln(w, "prefixes")
 		for _, p := range st.Prefixes {
@@ -210,6 +214,12 @@ type healthView struct {
 		Name   string `json:"name"`
 		Result string `json:"result"`
 	} `json:"siblings"`
+	Checks    uint64    `json:"checks"`
+	LastError string    `json:"last_error"`
+	Streak    int       `json:"streak"`
+	Need      int       `json:"need"`
+	LastCheck time.Time `json:"last_check"`
+	NextCheck time.Time `json:"next_check"`
 }
 
 func (h *healthView) print(w io.Writer) {
@@ -227,6 +237,23 @@ func (h *healthView) print(w io.Writer) {
 	for _, s := range h.Siblings {
 		fmt.Fprintf(w, "  sibling %s: %s\n", s.Name, s.Result)
 	}
+	if h.Checks == 0 {
+		fmt.Fprintln(w, "  no check run yet")
+		return
+	}
+	// Why a node is (not yet) announced and when that can change: the last check, how many
+	// more must agree, and when the next one runs.
+	last := "passed"
+	if h.LastError != "" {
+		last = "failed: " + h.LastError
+	}
+	toward, verdict := "healthy", "passing"
+	if h.Healthy {
+		toward, verdict = "unhealthy", "failing"
+	}
+	fmt.Fprintf(w, "  last check %s %s\n  towards %s: %d of %d %s checks, next check in %s\n",
+		h.LastCheck.Format(time.TimeOnly+".000"), last, toward, h.Streak, h.Need, verdict,
+		max(0, time.Until(h.NextCheck)).Round(time.Millisecond))
 }
 
 func flatten(prefix string, m map[string]any, out *[]string) {

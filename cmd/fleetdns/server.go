@@ -200,7 +200,8 @@ func healthStatus(h *fabric.HealthChecker) map[string]any {
 	st := h.Status()
 	return map[string]any{"healthy": st.Healthy, "reason": st.Reason, "shared_fault": st.SharedFault,
 		"local": st.Local, "upstream": st.Upstream, "siblings": st.Siblings,
-		"checks": st.Checks, "failures": st.Failures}
+		"checks": st.Checks, "failures": st.Failures, "last_error": st.LastError,
+		"streak": st.Streak, "need": st.Need, "last_check": st.LastCheck, "next_check": st.NextCheck}
 }
 
 // bgpStatus is what `fleetdns ctl bgp` shows.

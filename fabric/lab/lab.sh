@@ -16,8 +16,21 @@
 # LAB_SIBLINGS=1 lists each node as the other's health sibling: an upstream cut for both nodes
 # is a shared fault (both stay announced, serving cache and stale); a cut of one node's path
 # withdraws that node only.
+# LAB_INTERVAL and LAB_TIMEOUT (1s, 500ms) are the nodes' health interval and timeout;
+# LAB_DRAIN (2s) their shutdown drain.
+#
+# The router runs the shipped snippet configs/router-bird.conf unchanged (included, so its
+# filter, template and ECMP kernel protocol are the ones users get); the lab adds only its own
+# two sessions, from the snippet's template, with shorter timers. The snippet's own example
+# sessions (192.0.2.21/.22) have no neighbor here and stay idle.
+#
+# Single daemons, for tests that restart them in their own order (by PID, as down does):
+#   lab.sh stop NAME...   # SIGTERM (SIGCONT first), wait for the exit, SIGKILL after 10 s
+#   lab.sh node N         # start node N (1 or 2) again with its config
+#   lab.sh nsd            # start dc1's NSD again
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+REPO=$PWD
 LAB_DIR=${LAB_DIR:-/tmp/fleetdns-lab}
 P=${LAB_PREFIX:-fdl}            # namespace prefix, so two labs can coexist
 NS_R=$P-rtr NS_1=$P-n1 NS_2=$P-n2 NS_U=$P-up NS_C=$P-cl NS_U2=$P-up2
@@ -59,13 +72,14 @@ bgp:
   peers: [{address: $3, asn: 65000, local_address: $2, hold_time: $HOLD}]
   announce:
     - {prefix: $ANYCAST/32, priority: primary, communities: ["65000:53"]}
-  shutdown: {mode: graceful, drain: 2s}
+  shutdown: {mode: graceful, drain: ${LAB_DRAIN:-2s}}
 C
+  local timers="interval: ${LAB_INTERVAL:-1s}, timeout: ${LAB_TIMEOUT:-500ms}, rise: 2, fall: $HEALTH_FALL"
   if [ "${LAB_SIBLINGS:-}" != 1 ]; then
-    echo "health: {name: \"health.lab.test.\", type: A, interval: 1s, timeout: 500ms, rise: 2, fall: $HEALTH_FALL}"
+    echo "health: {name: \"health.lab.test.\", type: A, $timers}"
   else
     local sib=192.0.2.6; [ "$1" = 2 ] && sib=192.0.2.2
-    echo "health: {name: \"health.lab.test.\", type: A, interval: 1s, timeout: 500ms, rise: 2, fall: $HEALTH_FALL, siblings: [\"$sib:53\"], listen: \"$2:8053\"}"
+    echo "health: {name: \"health.lab.test.\", type: A, $timers, siblings: [\"$sib:53\"], listen: \"$2:8053\"}"
   fi
   if [ "$DCS" = 2 ]; then
     cat <<C
@@ -148,25 +162,14 @@ Z
     start $NS_U2 nsd2 /usr/sbin/nsd -d -c "$LAB_DIR/nsd2.conf"
   fi
 
-  # The router: eBGP with both nodes, ECMP into its kernel table, only anycast /32s accepted,
-  # GRACEFUL_SHUTDOWN (65535:0) honoured by dropping the path's preference to 0.
+  # The router: the shipped snippet (eBGP with the nodes, ECMP into its kernel table, only
+  # anycast /32s accepted, GRACEFUL_SHUTDOWN (65535:0) honoured by dropping the path's
+  # preference to 0), plus the lab's two sessions from its template.
   cat >"$LAB_DIR/bird.conf" <<C
-router id 192.0.2.1;
 log "$LAB_DIR/bird.daemon.log" all;
-protocol device {}
-protocol kernel { ipv4 { export all; }; merge paths on; }
-filter from_nodes {
-  if net !~ [ 198.51.100.0/24{32,32} ] then reject;
-  if (65535, 0) ~ bgp_community then bgp_local_pref = 0;
-  accept;
-}
-template bgp node {
-  local as 65000;
-  ipv4 { import filter from_nodes; export none; };
-  hold time 3; keepalive time 1; connect retry time 1;
-}
-protocol bgp n1 from node { neighbor 192.0.2.2 as 65053; source address 192.0.2.1; }
-protocol bgp n2 from node { neighbor 192.0.2.6 as 65053; source address 192.0.2.5; }
+include "$REPO/configs/router-bird.conf";
+protocol bgp n1 from fleetdns { neighbor 192.0.2.2 as 65053; source address 192.0.2.1; hold time 3; keepalive time 1; connect retry time 1; }
+protocol bgp n2 from fleetdns { neighbor 192.0.2.6 as 65053; source address 192.0.2.5; hold time 3; keepalive time 1; connect retry time 1; }
 C
   start $NS_R bird /usr/sbin/bird -f -c "$LAB_DIR/bird.conf" -s "$LAB_DIR/bird.ctl"
 
@@ -212,9 +215,28 @@ down() {
   [ "${1:-}" = quiet ] || echo "lab down"
 }
 
+stop() { # name...: by PID, as down does, and wait for each to exit
+  local name pid
+  for name in "$@"; do
+    [ -e "$LAB_DIR/$name.pid" ] || continue
+    pid=$(cat "$LAB_DIR/$name.pid")
+    kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true
+  done
+  for name in "$@"; do
+    [ -e "$LAB_DIR/$name.pid" ] || continue
+    pid=$(cat "$LAB_DIR/$name.pid")
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$LAB_DIR/$name.pid"
+  done
+}
+
 case "${1:-}" in
   up) up "${2:-}" ;;
   status) status ;;
   down) down ;;
-  *) echo "usage: $0 up|status|down"; exit 2 ;;
+  stop) shift; stop "$@" ;;
+  node) start "$P-n$2" "n$2" "$LAB_DIR/fleetdns" server -config "$LAB_DIR/n$2.yaml" ;;
+  nsd) start $NS_U nsd /usr/sbin/nsd -d -c "$LAB_DIR/nsd.conf" ;;
+  *) echo "usage: $0 up|status|down|stop NAME...|node N|nsd"; exit 2 ;;
 esac
