@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,6 +49,10 @@ type Config struct {
 	// OptionalListen lists addresses whose bind failure (no such address here) is logged, not
 	// fatal: the embedded defaults include [::1]:53, which a host without IPv6 lacks.
 	OptionalListen []netip.AddrPort
+	// FreeBind lists prefixes whose listen addresses are bound even while the host does not
+	// have them (IP_FREEBIND): in server mode with announce: kernel the anycast address is on
+	// the host only while the node is healthy, and the listener must be there before that.
+	FreeBind []netip.Prefix
 }
 
 // Validate reports a config New would reject.
@@ -272,21 +277,20 @@ func isOptional(list []netip.AddrPort, a netip.AddrPort) bool {
 func (s *Server) listen(a netip.AddrPort) error {
 	// SO_REUSEPORT would let a second fleetdns bind the same address and split the queries
 	// between two caches; a plain bind first tells whether anyone holds the port.
+	freebind := false
+	for _, p := range s.cfg.FreeBind {
+		freebind = freebind || p.Contains(a.Addr().Unmap())
+	}
+	ctx := context.Background()
 	if a.Port() != 0 {
-		probe, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(a))
+		plain := sockopts(false, freebind)
+		probe, err := plain.ListenPacket(ctx, "udp", a.String())
 		if err != nil {
 			return fmt.Errorf("listen udp %s: %w", a, err)
 		}
 		probe.Close()
 	}
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		})
-		return errors.Join(err, serr)
-	}}
-	ctx := context.Background()
+	lc := sockopts(true, freebind)
 	for try := 0; ; try++ {
 		bound := a
 		var udp []*net.UDPConn
@@ -317,6 +321,27 @@ func (s *Server) listen(a netip.AddrPort) error {
 			return fmt.Errorf("listen tcp %s: %w", bound, err)
 		}
 	}
+}
+
+// sockopts sets SO_REUSEPORT (reuse) and IP_FREEBIND / IPV6_FREEBIND (freebind) on the
+// sockets a listener opens.
+func sockopts(reuse, freebind bool) net.ListenConfig {
+	return net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if reuse {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}
+			if freebind && serr == nil {
+				if strings.HasSuffix(network, "6") {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+				} else {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+				}
+			}
+		})
+		return errors.Join(err, serr)
+	}}
 }
 
 func closeAll(cs []*net.UDPConn) {

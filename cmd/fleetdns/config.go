@@ -141,6 +141,10 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 			p.bgp(v, &cfg.Server)
 		case "health":
 			p.health(v, key, &cfg.Server)
+		case "announce":
+			p.announceMode(v, &cfg.Server)
+		case "kernel":
+			p.kernel(v, &cfg.Server)
 		case "metrics":
 			p.mapping(v, key, func(key string, k, v *yaml.Node) {
 				if key != "metrics.listen" {
@@ -220,9 +224,17 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 		}
 	}
 	if cfg.Server.present {
+		p.checkAnnounce(&cfg.Server, path)
 		p.checkServed(&cfg.Server, cfg.Resolver.Listen)
-		if err := cfg.Server.BGP.Validate(); err != nil {
-			p.errs = append(p.errs, fmt.Errorf("%s: bgp: %w", path, err))
+		if _, given := cfg.Server.at["bgp"]; given && cfg.Server.Announce == "bgp" {
+			if err := cfg.Server.BGP.Validate(); err != nil {
+				p.errs = append(p.errs, fmt.Errorf("%s: bgp: %w", path, err))
+			}
+		}
+		if cfg.Server.Announce == "kernel" && cfg.Server.Kernel.Table == 0 {
+			// The addresses are on the host only while the node is healthy: its listeners on
+			// them must bind before that.
+			cfg.Resolver.FreeBind = cfg.Server.Kernel.Prefixes
 		}
 		if cfg.Server.NodeID == "" {
 			p.errs = append(p.errs, fmt.Errorf("%s: node.id: server mode needs the node's ID", path))

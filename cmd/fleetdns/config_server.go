@@ -9,6 +9,7 @@ import (
 
 	"github.com/fleetdns/fleetdns/fabric"
 	"github.com/fleetdns/fleetdns/fabric/bgp"
+	"github.com/fleetdns/fleetdns/fabric/kernel"
 	"github.com/miekg/dns"
 	"go.yaml.in/yaml/v3"
 )
@@ -27,13 +28,21 @@ type serverConfig struct {
 	// node's upstream probe fails; HealthListen is the HTTP address of GET /health ("" is off).
 	Siblings     []netip.AddrPort
 	HealthListen string
-	healthAt     map[string]*yaml.Node // "health" and/or "bgp.health": where each block was given
-	present      bool                  // a bgp: block was given
-	announced    []*yaml.Node          // bgp.announce[i]'s prefix value (or the item without one), for errors
+	// Announce is how the node draws traffic while healthy: "bgp" (the embedded speaker),
+	// "kernel" (the prefixes added on the host, for a BIRD or FRR on the node to export) or
+	// "none" (only GET /health, for load balancers). Kernel is the kernel announcer's config.
+	Announce    string
+	Kernel      kernel.Config
+	healthAt    map[string]*yaml.Node // "health" and/or "bgp.health": where each block was given
+	present     bool                  // a server-mode block was given (bgp, announce or kernel)
+	announced   []*yaml.Node          // bgp.announce[i]'s prefix value (or the item without one), for errors
+	kernelNodes []*yaml.Node          // kernel.prefixes[i], for errors
+	at          map[string]*yaml.Node // "bgp", "kernel", "announce": where each was given
 }
 
 func defaultServerConfig() serverConfig {
 	return serverConfig{
+		Kernel:     kernel.DefaultConfig(),
 		Health:     fabric.HealthConfig{Interval: time.Second, Timeout: 500 * time.Millisecond, Rise: 3, Fall: 2},
 		HealthName: "health.fleetdns.", HealthType: dns.TypeA,
 		Controller: fabric.ControllerConfig{Drain: 3 * time.Second, ShutdownGraceful: true},
@@ -41,6 +50,7 @@ func defaultServerConfig() serverConfig {
 }
 
 func (p *parser) node(n *yaml.Node, s *serverConfig) {
+	s.given("node", n)
 	p.mapping(n, "node", func(key string, k, v *yaml.Node) {
 		switch key {
 		case "node.id":
@@ -56,8 +66,103 @@ func (p *parser) node(n *yaml.Node, s *serverConfig) {
 	})
 }
 
-func (p *parser) bgp(n *yaml.Node, s *serverConfig) {
+// given records where a server-mode block was given: it makes the config a server's.
+func (s *serverConfig) given(key string, n *yaml.Node) {
 	s.present = true
+	if s.at == nil {
+		s.at = map[string]*yaml.Node{}
+	}
+	s.at[key] = n
+}
+
+// announceMode parses the top-level announce key.
+func (p *parser) announceMode(n *yaml.Node, s *serverConfig) {
+	s.given("announce", n)
+	switch m := p.str(n, "announce"); m {
+	case "bgp", "kernel", "none":
+		s.Announce = m
+	default:
+		p.errorf(n, "announce", "%q is not one of bgp, kernel, none", m)
+	}
+}
+
+// kernel parses the kernel block: where announce: kernel puts the prefixes.
+func (p *parser) kernel(n *yaml.Node, s *serverConfig) {
+	s.given("kernel", n)
+	p.mapping(n, "kernel", func(key string, k, v *yaml.Node) {
+		switch key {
+		case "kernel.device":
+			s.Kernel.Device = p.str(v, key)
+		case "kernel.table":
+			s.Kernel.Table = p.integer(v, key, 0)
+		case "kernel.prefixes":
+			s.Kernel.Prefixes, s.kernelNodes = nil, nil
+			p.entries(v, key, "prefixes", func(prefix string, item *yaml.Node) {
+				str := p.str(item, prefix)
+				pfx, err := netip.ParsePrefix(str)
+				if err != nil || pfx != pfx.Masked() {
+					p.errorf(item, prefix, "%q is not a network prefix (198.51.100.53/32)", str)
+				}
+				s.Kernel.Prefixes = append(s.Kernel.Prefixes, pfx)
+				s.kernelNodes = append(s.kernelNodes, item)
+			})
+		default:
+			p.errorf(k, key, "unknown key")
+		}
+	})
+}
+
+// checkAnnounce settles how the node announces and that the blocks it needs are there: without
+// announce, a bgp block means bgp, a kernel block kernel, neither none. The blocks of another
+// mode are an error, not ignored: an operator who wrote them expects them to act.
+func (p *parser) checkAnnounce(s *serverConfig, path string) {
+	_, hasBGP := s.at["bgp"]
+	_, hasKernel := s.at["kernel"]
+	if s.Announce == "" {
+		switch {
+		case hasBGP:
+			s.Announce = "bgp"
+		case hasKernel:
+			s.Announce = "kernel"
+		default:
+			s.Announce = "none"
+		}
+	}
+	where := func(key string) *yaml.Node {
+		if n, ok := s.at[key]; ok {
+			return n
+		}
+		return s.at["announce"]
+	}
+	switch s.Announce {
+	case "bgp":
+		if !hasBGP {
+			p.errorf(where("announce"), "announce", "bgp needs a bgp block (asn, router_id, peers, announce)")
+		}
+		if hasKernel {
+			p.errorf(s.at["kernel"], "kernel", "given, but announce is bgp: remove it, or set announce: kernel")
+		}
+	case "kernel":
+		if hasBGP {
+			p.errorf(s.at["bgp"], "bgp", "given, but announce is kernel (a routing daemon on the node exports the prefixes): remove it, or set announce: bgp")
+		}
+		if !hasKernel {
+			p.errorf(where("announce"), "announce", "kernel needs a kernel block with the prefixes to add (kernel: {prefixes: [198.51.100.53/32]})")
+		} else if err := s.Kernel.Validate(); err != nil {
+			p.errorf(s.at["kernel"], "kernel", "%v", err)
+		}
+	case "none":
+		if hasKernel {
+			p.errorf(s.at["kernel"], "kernel", "given, but announce is none: remove it, or set announce: kernel")
+		}
+		if s.HealthListen == "" {
+			p.errorf(where("announce"), "announce", "none: the node leaves the path only through GET /health, so health.listen is needed")
+		}
+	}
+}
+
+func (p *parser) bgp(n *yaml.Node, s *serverConfig) {
+	s.given("bgp", n)
 	p.mapping(n, "bgp", func(key string, k, v *yaml.Node) {
 		switch key {
 		case "bgp.asn":
@@ -238,23 +343,43 @@ func (p *parser) announce(n *yaml.Node) ([]bgp.Prefix, []*yaml.Node) {
 // local address: 0.0.0.0 the IPv4 prefixes, [::] every prefix (Go opens it dual-stack). Ports
 // are not compared: the prefix is about where queries are routed, the port is the clients'.
 func (p *parser) checkServed(s *serverConfig, listen []netip.AddrPort) {
-	for i, pr := range s.BGP.Prefixes {
-		if !pr.Prefix.IsValid() || i >= len(s.announced) {
-			continue // reported where it was parsed, or by bgp.Config.Validate
+	type announced struct {
+		prefix netip.Prefix
+		node   *yaml.Node
+		key    string
+	}
+	var all []announced
+	switch s.Announce {
+	case "bgp":
+		for i, pr := range s.BGP.Prefixes {
+			if i < len(s.announced) {
+				all = append(all, announced{pr.Prefix, s.announced[i], fmt.Sprintf("bgp.announce[%d].prefix", i)})
+			}
+		}
+	case "kernel":
+		for i, pr := range s.Kernel.Prefixes {
+			if i < len(s.kernelNodes) {
+				all = append(all, announced{pr, s.kernelNodes[i], fmt.Sprintf("kernel.prefixes[%d]", i)})
+			}
+		}
+	}
+	for _, pr := range all {
+		if !pr.prefix.IsValid() {
+			continue // reported where it was parsed
 		}
 		served := false
 		for _, a := range listen {
 			addr := a.Addr().Unmap()
-			if pr.Prefix.Contains(addr) || (addr.IsUnspecified() && (addr.Is6() || pr.Prefix.Addr().Is4())) {
+			if pr.prefix.Contains(addr) || (addr.IsUnspecified() && (addr.Is6() || pr.prefix.Addr().Is4())) {
 				served = true
 				break
 			}
 		}
 		if !served {
-			example := netip.AddrPortFrom(pr.Prefix.Addr(), 53)
-			p.errorf(s.announced[i], fmt.Sprintf("bgp.announce[%d].prefix", i),
+			example := netip.AddrPortFrom(pr.prefix.Addr(), 53)
+			p.errorf(pr.node, pr.key,
 				"no listen address is in %s: announced, it would draw queries that this node does not answer (add one to listen, e.g. %q)",
-				pr.Prefix, example)
+				pr.prefix, example)
 		}
 	}
 }

@@ -494,6 +494,43 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{`bad.yaml:8: bgp.announce[1].prefix: no listen address is in 2001:db8:5353::53/128`},
 		},
 		{
+			name: "kernel prefix not a prefix",
+			yaml: "node: {id: n1}\nkernel:\n  prefixes: [198.51.100.53/32, 198.51.100.54/24]\n" + okForward,
+			want: []string{`bad.yaml:3: kernel.prefixes[1]: "198.51.100.54/24" is not a network prefix (198.51.100.53/32)`},
+		},
+		{
+			name: "announce kernel: its block, its prefixes served, no bgp",
+			yaml: "listen: [\"192.0.2.1:53\"]\naccess_control: [192.0.2.0/24]\nnode: {id: n1}\nannounce: kernel\nkernel:\n  device: \"bad/name\"\n  prefixes: [198.51.100.53/32]\nbgp:\n  asn: 65053\n" + okForward,
+			want: []string{
+				`bad.yaml:9: bgp: given, but announce is kernel (a routing daemon on the node exports the prefixes): remove it, or set announce: bgp`,
+				`bad.yaml:6: kernel: kernel.device:`,
+				`bad.yaml:7: kernel.prefixes[0]: no listen address is in 198.51.100.53/32`,
+			},
+		},
+		{
+			name: "announce kernel without a kernel block",
+			yaml: "listen: [\"127.0.0.1:53\"]\nnode: {id: n1}\nannounce: kernel\n" + okForward,
+			want: []string{`bad.yaml:3: announce: kernel needs a kernel block with the prefixes to add`},
+		},
+		{
+			name: "announce none needs the health endpoint",
+			yaml: "listen: [\"127.0.0.1:53\"]\nnode: {id: n1}\nannounce: none\nkernel: {prefixes: [198.51.100.53/32]}\n" + okForward,
+			want: []string{
+				`bad.yaml:4: kernel: given, but announce is none: remove it, or set announce: kernel`,
+				`bad.yaml:3: announce: none: the node leaves the path only through GET /health, so health.listen is needed`,
+			},
+		},
+		{
+			name: "announce bgp without a bgp block",
+			yaml: "node: {id: n1}\nannounce: bgp\n" + okForward,
+			want: []string{`bad.yaml:2: announce: bgp needs a bgp block`},
+		},
+		{
+			name: "announce mode unknown",
+			yaml: "node: {id: n1}\nannounce: ospf\nhealth: {listen: \"127.0.0.1:8053\"}\n" + okForward,
+			want: []string{`bad.yaml:2: announce: "ospf" is not one of bgp, kernel, none`},
+		},
+		{
 			name: "health given twice",
 			yaml: "node: {id: n1}\nhealth: {rise: 2}\nbgp:\n  health: {rise: 2}\n" + okForward,
 			want: []string{`bad.yaml:4: bgp.health: given together with the top-level health block: keep only health`},
@@ -738,6 +775,38 @@ func TestRateLimitByMode(t *testing.T) {
 			}
 			if cfg.Resolver.RateLimit != tc.want {
 				t.Errorf("parseConfig(%q).Resolver.RateLimit = %+v, want %+v", tc.yaml, cfg.Resolver.RateLimit, tc.want)
+			}
+		})
+	}
+}
+
+// TestAnnounceModes: each way of announcing parses to what server mode runs, and only an
+// address that announce: kernel adds while healthy is bound with IP_FREEBIND.
+func TestAnnounceModes(t *testing.T) {
+	useResolvConf(t, "nameserver 192.0.2.99\n")
+	const base = "listen: [\"198.51.100.53:53\", \"192.0.2.21:53\"]\naccess_control: [192.0.2.0/24]\nnode: {id: n1}\n"
+	for _, tc := range []struct {
+		name, yaml, via string
+		freebind        bool
+	}{
+		{"bgp block alone", "bgp:\n  asn: 65053\n  router_id: 192.0.2.21\n  peers: [{address: 192.0.2.254, asn: 65000, local_address: 192.0.2.21}]\n  announce: [{prefix: 198.51.100.53/32}]\n", "bgp", false},
+		{"kernel block alone, addresses", "kernel: {prefixes: [198.51.100.53/32]}\n", "kernel", true},
+		{"kernel, routes in a table", "announce: kernel\nkernel: {device: lo, table: 100, prefixes: [198.51.100.53/32]}\n", "kernel", false},
+		{"none, health endpoint", "announce: none\nhealth: {listen: \"192.0.2.21:8053\"}\n", "none", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseConfig("modes.yaml", []byte(base+tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !cfg.Server.present || cfg.Server.Announce != tc.via {
+				t.Errorf("Announce = %q (server config %v), want %q", cfg.Server.Announce, cfg.Server.present, tc.via)
+			}
+			if got := len(cfg.Resolver.FreeBind) > 0; got != tc.freebind {
+				t.Errorf("FreeBind = %v, want it set %v", cfg.Resolver.FreeBind, tc.freebind)
+			}
+			if tc.via == "kernel" && cfg.Server.Kernel.Device == "" {
+				t.Errorf("kernel.device not defaulted: %+v", cfg.Server.Kernel)
 			}
 		})
 	}

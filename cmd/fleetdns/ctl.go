@@ -161,11 +161,32 @@ func printHuman(w io.Writer, verb string, data json.RawMessage) error {
 				Graceful                 bool `json:"graceful_shutdown"`
 			} `json:"prefixes"`
 			Health *healthView `json:"health"`
+			Via    string      `json:"via"`
+			Kernel *struct {
+				Device  string
+				Table   int
+				Created bool
+			} `json:"kernel"`
 		}
 		if err := json.Unmarshal(data, &st); err != nil {
 			return err
 		}
-		fmt.Fprintln(w, "peers")
+		if st.Via != "" && st.Via != "bgp" {
+			fmt.Fprintf(w, "announce via %s\n", st.Via)
+		}
+		if k := st.Kernel; k != nil {
+			where := "addresses on " + k.Device
+			if k.Table != 0 {
+				where = fmt.Sprintf("routes in table %d via %s", k.Table, k.Device)
+			}
+			if k.Created {
+				where += " (created by fleetdns: gone when it exits)"
+			}
+			fmt.Fprintf(w, "  %s\n", where)
+		}
+		if st.Via == "" || st.Via == "bgp" {
+			fmt.Fprintln(w, "peers")
+		}
 		for _, p := range st.Peers {
 			if p.State == "established" {
 				fmt.Fprintf(w, "  %s AS%d %s up %s\n", p.Address, p.ASN, p.State, p.Uptime.Round(time.Second))
@@ -185,6 +206,7 @@ func printHuman(w io.Writer, verb string, data json.RawMessage) error {
 			fmt.Fprintf(w, "  %s %s %s (%s)\n", p.Prefix, p.Priority, state, p.Reason)
 		}
 		if st.Health != nil {
+			st.Health.progress(w)
 			st.Health.print(w)
 		}
 	case "failover":
@@ -237,12 +259,15 @@ func (h *healthView) print(w io.Writer) {
 	for _, s := range h.Siblings {
 		fmt.Fprintf(w, "  sibling %s: %s\n", s.Name, s.Result)
 	}
+}
+
+// progress says why the node is (not yet) announced and when that can change: the last check,
+// how many more must agree, and when the next one runs.
+func (h *healthView) progress(w io.Writer) {
 	if h.Checks == 0 {
-		fmt.Fprintln(w, "  no check run yet")
+		fmt.Fprintln(w, "  no health check run yet")
 		return
 	}
-	// Why a node is (not yet) announced and when that can change: the last check, how many
-	// more must agree, and when the next one runs.
 	last := "passed"
 	if h.LastError != "" {
 		last = "failed: " + h.LastError

@@ -52,17 +52,19 @@ func TestSelfAddr(t *testing.T) {
 	for _, tc := range []struct {
 		listen []string
 		want   string
+		kernel []netip.Prefix // announce: kernel adds these only while healthy
 	}{
-		{[]string{"198.51.100.53:53", "127.0.0.1:5300"}, "127.0.0.1:5300"},
-		{[]string{"198.51.100.53:53", "192.0.2.21:53"}, "198.51.100.53:53"},
-		{[]string{"0.0.0.0:53"}, "127.0.0.1:53"},
-		{[]string{"[::]:5353"}, "[::1]:5353"},
+		{[]string{"198.51.100.53:53", "127.0.0.1:5300"}, "127.0.0.1:5300", nil},
+		{[]string{"198.51.100.53:53", "192.0.2.21:53"}, "198.51.100.53:53", nil},
+		{[]string{"0.0.0.0:53"}, "127.0.0.1:53", nil},
+		{[]string{"[::]:5353"}, "[::1]:5353", nil},
+		{[]string{"198.51.100.53:53", "192.0.2.21:53"}, "192.0.2.21:53", []netip.Prefix{netip.MustParsePrefix("198.51.100.53/32")}},
 	} {
 		var l []netip.AddrPort
 		for _, a := range tc.listen {
 			l = append(l, netip.MustParseAddrPort(a))
 		}
-		if got := selfAddr(l).String(); got != tc.want {
+		if got := selfAddr(l, tc.kernel).String(); got != tc.want {
 			t.Errorf("selfAddr(%v) = %s, want %s", tc.listen, got, tc.want)
 		}
 	}

@@ -5,17 +5,53 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/fleetdns/fleetdns/fabric"
 	"github.com/fleetdns/fleetdns/fabric/bgp"
+	"github.com/fleetdns/fleetdns/fabric/kernel"
 	"github.com/fleetdns/fleetdns/resolver"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-var _ fabric.Announcer = (*bgp.Speaker)(nil)
+var (
+	_ announcer = (*bgp.Speaker)(nil)
+	_ announcer = (*kernel.Announcer)(nil)
+	_ announcer = nothing{}
+)
+
+// announcer is a way for the node to draw traffic while healthy, with its lifecycle: the
+// embedded BGP speaker, the host's kernel (for a routing daemon on the node), or nothing (GET
+// /health alone tells load balancers).
+type announcer interface {
+	fabric.Announcer
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// nothing is announce: none: the health endpoint is the node's only signal.
+type nothing struct{}
+
+func (nothing) Announce(context.Context, bool) error { return nil }
+func (nothing) Withdraw(context.Context) error       { return nil }
+func (nothing) Start(context.Context) error          { return nil }
+func (nothing) Stop(context.Context) error           { return nil }
+
+// newAnnouncer builds the announcer that cfg.Announce names.
+func newAnnouncer(cfg serverConfig, log *slog.Logger) (announcer, error) {
+	switch cfg.Announce {
+	case "bgp":
+		return bgp.New(cfg.BGP, log.With("component", "bgp"))
+	case "kernel":
+		return kernel.New(cfg.Kernel, log.With("component", "kernel"))
+	default:
+		return nothing{}, nil
+	}
+}
 
 // runServer runs an anycast node: the client's pipeline, answering on the anycast address,
 // plus a BGP speaker that announces the node's prefixes only while its health check passes.
@@ -35,7 +71,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	cfg, pol, err := loadConfigPolicy(*path)
 	if err == nil && !cfg.Server.present {
-		err = fmt.Errorf("%s: bgp: server mode needs a bgp block (and node.id)", *path)
+		err = fmt.Errorf("%s: node: server mode needs a bgp block, or announce: kernel with a kernel block, or announce: none with health.listen; and node.id", *path)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -55,7 +91,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("start", "err", err)
 		return 1
 	}
-	speaker, err := bgp.New(cfg.Server.BGP, log.With("component", "bgp"))
+	speaker, err := newAnnouncer(cfg.Server, log)
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
@@ -66,7 +102,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	served := make(chan error, 1)
 	go func() { served <- srv.Run(srvCtx) }()
 	if err := speaker.Start(srvCtx); err != nil {
-		log.Error("bgp", "err", err)
+		log.Error("announce", "via", cfg.Server.Announce, "err", err)
 		stopSrv()
 		<-served
 		return 1
@@ -109,7 +145,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	rl, err := o.start(srvCtx, cfg, *path, srv, log, extra.merge(opsExtra{
 		collectors: fabricCollectors(speaker, ctl, health),
-		verbs:      map[string]func() any{"bgp": func() any { return bgpStatus(speaker, ctl, health, cfg.Server.BGP) }},
+		verbs:      map[string]func() any{"bgp": func() any { return bgpStatus(speaker, ctl, health, cfg.Server) }},
 	}))
 	if err != nil {
 		log.Error("start", "err", err)
@@ -137,7 +173,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	defer cancel()
 	fabric.Leave(sctx, endpoint, ctl) // GET /health answers 503 "draining" first
 	if err := speaker.Stop(sctx); err != nil {
-		log.Warn("bgp stop", "err", err)
+		log.Warn("announce stop", "via", cfg.Server.Announce, "err", err)
 	}
 	stopSrv()
 	err = <-served
@@ -159,7 +195,7 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 // the health name at its unicast address.
 func healthProbes(cfg config, srv *resolver.Server) fabric.Probes {
 	name, qtype := cfg.Server.HealthName, cfg.Server.HealthType
-	local := fabric.LocalProbe(selfAddr(cfg.Resolver.Listen), cfg.Server.NodeID)
+	local := fabric.LocalProbe(selfAddr(cfg.Resolver.Listen, cfg.Resolver.FreeBind), cfg.Server.NodeID)
 	p := fabric.Probes{
 		Local: func(ctx context.Context) error {
 			sdNotify("WATCHDOG=1") // the loop runs: a wedged process stops kicking and is killed
@@ -174,8 +210,10 @@ func healthProbes(cfg config, srv *resolver.Server) fabric.Probes {
 }
 
 // selfAddr is the listen address the local probe asks: a loopback one if there is one, else
-// the first, a wildcard one asked on loopback.
-func selfAddr(listen []netip.AddrPort) netip.AddrPort {
+// the first that is always on the host (not in a prefix that announce: kernel adds only while
+// healthy: the probe would fail until the node is healthy, and it never would be), a wildcard
+// one asked on loopback.
+func selfAddr(listen []netip.AddrPort, whileHealthy []netip.Prefix) netip.AddrPort {
 	for _, a := range listen {
 		if a.Addr().Unmap().IsLoopback() {
 			return a
@@ -185,6 +223,12 @@ func selfAddr(listen []netip.AddrPort) netip.AddrPort {
 		return netip.AddrPortFrom(netip.IPv6Loopback(), 53)
 	}
 	a := listen[0]
+	for _, l := range listen {
+		if !slices.ContainsFunc(whileHealthy, func(p netip.Prefix) bool { return p.Contains(l.Addr().Unmap()) }) {
+			a = l
+			break
+		}
+	}
 	if a.Addr().Unmap().IsUnspecified() {
 		lo := netip.MustParseAddr("127.0.0.1")
 		if a.Addr().Is6() && !a.Addr().Is4In6() {
@@ -204,23 +248,38 @@ func healthStatus(h *fabric.HealthChecker) map[string]any {
 		"streak": st.Streak, "need": st.Need, "last_check": st.LastCheck, "next_check": st.NextCheck}
 }
 
-// bgpStatus is what `fleetdns ctl bgp` shows.
-func bgpStatus(s *bgp.Speaker, c *fabric.Controller, h *fabric.HealthChecker, cfg bgp.Config) any {
+// bgpStatus is what `fleetdns ctl bgp` shows: the peers (bgp), the prefixes with how they are
+// announced and why, and the health verdict.
+func bgpStatus(a announcer, c *fabric.Controller, h *fabric.HealthChecker, cfg serverConfig) any {
 	announced, graceful, reason := c.Status()
+	out := map[string]any{"via": cfg.Announce, "health": healthStatus(h)}
 	var prefixes []map[string]any
-	for _, p := range cfg.Prefixes {
-		prio := "primary"
-		if p.Secondary {
-			prio = "secondary"
-		}
-		prefixes = append(prefixes, map[string]any{"prefix": p.Prefix.String(), "priority": prio,
+	add := func(p netip.Prefix, prio string) {
+		prefixes = append(prefixes, map[string]any{"prefix": p.String(), "priority": prio,
 			"announced": announced, "graceful_shutdown": graceful, "reason": reason})
 	}
-	return map[string]any{"peers": s.Peers(), "prefixes": prefixes, "health": healthStatus(h)}
+	switch a := a.(type) {
+	case *bgp.Speaker:
+		out["peers"] = a.Peers()
+		for _, p := range cfg.BGP.Prefixes {
+			prio := "primary"
+			if p.Secondary {
+				prio = "secondary"
+			}
+			add(p.Prefix, prio)
+		}
+	case *kernel.Announcer:
+		out["kernel"] = a.Status()
+		for _, p := range cfg.Kernel.Prefixes {
+			add(p, "kernel")
+		}
+	}
+	out["prefixes"] = prefixes
+	return out
 }
 
 // fabricCollectors exposes the speaker's sessions, the announcement and the health checks.
-func fabricCollectors(s *bgp.Speaker, c *fabric.Controller, h *fabric.HealthChecker) []prometheus.Collector {
+func fabricCollectors(a announcer, c *fabric.Controller, h *fabric.HealthChecker) []prometheus.Collector {
 	announced := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fleetdns_bgp_prefixes_announced", Help: "1 while the node announces its prefixes, 0 while withdrawn.",
 	}, func() float64 {
@@ -232,6 +291,10 @@ func fabricCollectors(s *bgp.Speaker, c *fabric.Controller, h *fabric.HealthChec
 	peersUp := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "fleetdns_bgp_peers_established", Help: "BGP sessions in the Established state.",
 	}, func() float64 {
+		s, ok := a.(*bgp.Speaker)
+		if !ok {
+			return 0
+		}
 		n := 0
 		for _, p := range s.Peers() {
 			if p.State == "established" {
