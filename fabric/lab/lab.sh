@@ -16,6 +16,10 @@
 # LAB_SIBLINGS=1 lists each node as the other's health sibling: an upstream cut for both nodes
 # is a shared fault (both stay announced, serving cache and stale); a cut of one node's path
 # withdraws that node only.
+# LAB_ANNOUNCE=kernel runs the nodes with announce: kernel and BIRD 2 on each node running the
+# shipped configs/node-bird.conf (included unchanged; the lab sets the router ID and adds its
+# session to the router from the snippet's template): fleetdns adds the anycast address to its
+# TUN device fleetdns0 while healthy, and the node's BIRD exports it.
 # LAB_INTERVAL and LAB_TIMEOUT (1s, 500ms) are the nodes' health interval and timeout;
 # LAB_DRAIN (2s) their shutdown drain.
 #
@@ -35,6 +39,7 @@ LAB_DIR=${LAB_DIR:-/tmp/fleetdns-lab}
 P=${LAB_PREFIX:-fdl}            # namespace prefix, so two labs can coexist
 NS_R=$P-rtr NS_1=$P-n1 NS_2=$P-n2 NS_U=$P-up NS_C=$P-cl NS_U2=$P-up2
 DCS=${LAB_DCS:-1}
+ANNOUNCE=${LAB_ANNOUNCE:-bgp}
 ANYCAST=198.51.100.53
 HOLD=${LAB_HOLD:-3s}
 HEALTH_FALL=2
@@ -66,6 +71,13 @@ cache: {size: 10000}
 control: {socket: "$LAB_DIR/n$1.sock"}
 metrics: {listen: "$2:9153"}
 node: {id: "lab-n$1", datacenter: "dc1"}
+C
+  if [ "$ANNOUNCE" = kernel ]; then
+    # BIRD on the node exports what fleetdns adds to fleetdns0 (configs/node-bird.conf).
+    echo "announce: kernel"
+    echo "kernel: {prefixes: [\"$ANYCAST/32\"]}"
+  else
+    cat <<C
 bgp:
   asn: 65053
   router_id: $2
@@ -74,6 +86,7 @@ bgp:
     - {prefix: $ANYCAST/32, priority: primary, communities: ["65000:53"]}
   shutdown: {mode: graceful, drain: ${LAB_DRAIN:-2s}}
 C
+  fi
   local timers="interval: ${LAB_INTERVAL:-1s}, timeout: ${LAB_TIMEOUT:-500ms}, rise: 2, fall: $HEALTH_FALL"
   if [ "${LAB_SIBLINGS:-}" != 1 ]; then
     echo "health: {name: \"health.lab.test.\", type: A, $timers}"
@@ -91,6 +104,15 @@ failover:
   remote: ["192.0.2.18:53"]
 C
   fi
+}
+
+node_bird() { # n addr router: BIRD on a node, the shipped snippet with the lab's ID and session
+  cat <<C
+log "$LAB_DIR/birdn$1.daemon.log" all;
+include "$REPO/configs/node-bird.conf";
+router id $2;
+protocol bgp lab from uplink { neighbor $3 as 65000; source address $2; hold time 3; keepalive time 1; connect retry time 1; }
+C
 }
 
 nsd_config() { # addr name
@@ -138,8 +160,10 @@ up() {
   x $NS_2 ip route add default via 192.0.2.5
   x $NS_C ip route add default via 192.0.2.9
   x $NS_U ip route add default via 192.0.2.13
-  x $NS_1 ip addr add $ANYCAST/32 dev lo
-  x $NS_2 ip addr add $ANYCAST/32 dev lo
+  if [ "$ANNOUNCE" != kernel ]; then   # with announce: kernel, fleetdns adds it while healthy
+    x $NS_1 ip addr add $ANYCAST/32 dev lo
+    x $NS_2 ip addr add $ANYCAST/32 dev lo
+  fi
 
   # The upstream: NSD answering the lab zone, including the nodes' health name.
   cat >"$LAB_DIR/lab.test.zone" <<Z
@@ -175,6 +199,12 @@ C
 
   node_config 1 192.0.2.2 192.0.2.1 >"$LAB_DIR/n1.yaml"
   node_config 2 192.0.2.6 192.0.2.5 >"$LAB_DIR/n2.yaml"
+  if [ "$ANNOUNCE" = kernel ]; then
+    node_bird 1 192.0.2.2 192.0.2.1 >"$LAB_DIR/birdn1.conf"
+    node_bird 2 192.0.2.6 192.0.2.5 >"$LAB_DIR/birdn2.conf"
+    start $NS_1 birdn1 /usr/sbin/bird -f -c "$LAB_DIR/birdn1.conf" -s "$LAB_DIR/birdn1.ctl"
+    start $NS_2 birdn2 /usr/sbin/bird -f -c "$LAB_DIR/birdn2.conf" -s "$LAB_DIR/birdn2.ctl"
+  fi
   start $NS_1 n1 "$LAB_DIR/fleetdns" server -config "$LAB_DIR/n1.yaml"
   start $NS_2 n2 "$LAB_DIR/fleetdns" server -config "$LAB_DIR/n2.yaml"
   [ "${1:-}" = quiet ] || cat <<H

@@ -60,4 +60,3 @@ func (l *lab) run(args ...string) {
 		l.t.Fatalf("lab.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
-
