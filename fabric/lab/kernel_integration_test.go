@@ -84,4 +84,3 @@ func (l *lab) hasAnycast(n string) bool {
 	out, _ := exec.Command("ip", "-n", l.ns(n), "-4", "addr", "show", "dev", "fleetdns0").CombinedOutput()
 	return strings.Contains(string(out), "198.51.100.53/32")
 }
-
