@@ -36,8 +36,8 @@ type Check func(ctx context.Context) error
 
 // HealthStatus is a snapshot of the checker.
 type HealthStatus struct {
-	Healthy     bool
-	Checks      uint64 // checks run
+	Healthy bool
+	Checks  uint64 // checks run
 	// Towards a change of state: Streak consecutive checks disagree with Healthy, Need of them
 	// flip it (rise while unhealthy, fall while healthy). LastCheck is when the last check
 	// started, NextCheck when the next one will: together they say why a node is not (yet)
@@ -45,10 +45,10 @@ type HealthStatus struct {
 	Streak, Need int
 	LastCheck    time.Time
 	NextCheck    time.Time
-	Failures    uint64 // of which failed
-	Transitions uint64 // healthy <-> unhealthy
-	LastLatency time.Duration
-	LastError   string
+	Failures     uint64 // of which failed
+	Transitions  uint64 // healthy <-> unhealthy
+	LastLatency  time.Duration
+	LastError    string
 
 	// Of node checks (NewNodeHealthChecker): the last round's evidence and the reason of the
 	// verdict. SharedFault is true while a shared upstream failure keeps the node announced.

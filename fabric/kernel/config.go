@@ -29,6 +29,14 @@ const (
 //   - Table N (1 to 2^32-1, but not 253, 254 or 255): each prefix becomes the route
 //     "prefix dev Device proto static scope link" in table N, which BIRD learns with
 //     `protocol kernel { kernel table N; learn; }` (FRR: `ip import-table N`).
+//
+// In address mode the node's listeners can bind the addresses, which are local while
+// announced. A prefix shorter than /32 or /128 becomes the address at its start (the
+// prefix is canonical), and the kernel routes the rest of the prefix to the device: on the
+// TUN device, where nothing reads, the node's own traffic to those addresses is dropped;
+// on lo, they are all local. In table mode nothing is local: the table is only read by the
+// routing daemon, and the addresses the listeners answer on must be configured elsewhere
+// (on lo, for instance).
 type Config struct {
 	Device   string         // default "fleetdns0"; created as a TUN device if it does not exist
 	Table    int            // 0: addresses on Device; otherwise routes in this table
