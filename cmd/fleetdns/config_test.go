@@ -721,6 +721,7 @@ func TestRun(t *testing.T) {
 		{name: "check good", args: []string{"check", "-config", "testdata/full.yaml"}, code: 0, stdout: "testdata/full.yaml: ok"},
 		{name: "check shipped example", args: []string{"check", "-config", "../../configs/client.yaml"}, code: 0, stdout: "client.yaml: ok"},
 		{name: "check shipped server example", args: []string{"check", "-config", "../../configs/server.yaml"}, code: 0, stdout: "server.yaml: ok"},
+		{name: "check shipped kernel server example", args: []string{"check", "-config", "../../configs/server-kernel.yaml"}, code: 0, stdout: "server-kernel.yaml: ok"},
 		{name: "check deprecated bgp.health", args: []string{"check", "-config", "testdata/bgp-health.yaml"}, code: 0, stdout: "bgp-health.yaml: ok",
 			stderr: "warning: testdata/bgp-health.yaml:12: bgp.health: deprecated: move it to the top-level health block"},
 		{name: "check bad", args: []string{"check", "-config", bad}, code: 1, stderr: bad + `:2: cache.min_ttl: "30" is not a duration`},

@@ -125,7 +125,9 @@ func (l *lab) pid(name string) int {
 }
 
 func TestAnycastFabric(t *testing.T) {
-	l := startLab(t)
+	// Each node is the other's health sibling, as a fabric should be configured: a node's own
+	// faults withdraw it, and a shared one (TestSharedFault) withdraws nobody.
+	l := startLab(t, "LAB_SIBLINGS=1")
 	d := l.waitPaths(2, 20*time.Second)
 	t.Logf("both nodes announced %s after the lab came up", d.Round(10*time.Millisecond))
 
@@ -218,6 +220,23 @@ func TestAnycastFabric(t *testing.T) {
 		t.Errorf("n1's log does not end with stopped:\n%s", log)
 	}
 
+	// SIGKILL: no shutdown runs; the BGP session dies with the process (the router sees the
+	// connection closed, at the latest when the hold timer runs out).
+	l.run("node", "1")
+	l.waitPaths(2, 15*time.Second)
+	n1 = l.pid("n1")
+	syscall.Kill(n1, syscall.SIGKILL)
+	d = l.waitPaths(1, 10*time.Second)
+	t.Logf("SIGKILL: n1's route gone after %s (hold time 3s)", d.Round(10*time.Millisecond))
+	if d > 4*time.Second {
+		t.Errorf("killed node kept its route %s, want at most the 3s hold time plus a second", d)
+	}
+	for range 5 {
+		if who, err := l.whoAnswers(); err != nil || who != "lab-n2" {
+			t.Errorf("with n1 killed, answered by %q (%v), want lab-n2", who, err)
+		}
+	}
+
 	// A frozen n2 keeps no route: the router drops it when the hold timer (3s) runs out.
 	n2 := l.pid("n2")
 	syscall.Kill(n2, syscall.SIGSTOP)
@@ -258,7 +277,14 @@ func TestTwoDatacenters(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	t.Logf("dc1's recursor cut off: both nodes failed over to dc2 after %s", time.Since(start).Round(10*time.Millisecond))
+	// The failover's bound: fall (2) rounds of interval (500ms) fail, the last after its timeout
+	// (300ms). Polling two nodes' ctl adds up to ~100 ms to what is measured.
+	const bound = 2*500*time.Millisecond + 300*time.Millisecond
+	took := time.Since(start)
+	t.Logf("dc1's recursor cut off: both nodes failed over to dc2 after %s (bound fall × interval + timeout = %s)", took.Round(10*time.Millisecond), bound)
+	if took > bound+200*time.Millisecond {
+		t.Errorf("failover took %s, want within fall × interval + timeout = %s (+200ms for polling)", took, bound)
+	}
 	if f := l.ctl("n1", "forwards"); !strings.Contains(f, "192.0.2.18:53") || !strings.Contains(f, "failed-over") {
 		t.Errorf("ctl forwards = %q, want dc2's recursor in the root zone and the failover state", f)
 	}
