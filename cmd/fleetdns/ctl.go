@@ -194,7 +194,9 @@ func printHuman(w io.Writer, verb string, data json.RawMessage) error {
 				fmt.Fprintf(w, "  %s AS%d %s\n", p.Address, p.ASN, p.State)
 			}
 		}
-		fmt.Fprintln(w, "prefixes")
+		if len(st.Prefixes) > 0 {
+			fmt.Fprintln(w, "prefixes")
+		}
 		for _, p := range st.Prefixes {
 			state := "withdrawn"
 			if p.Announced {
