@@ -98,12 +98,7 @@ func (p *parser) kernel(n *yaml.Node, s *serverConfig) {
 		case "kernel.prefixes":
 			s.Kernel.Prefixes, s.kernelNodes = nil, nil
 			p.entries(v, key, "prefixes", func(prefix string, item *yaml.Node) {
-				str := p.str(item, prefix)
-				pfx, err := netip.ParsePrefix(str)
-				if err != nil || pfx != pfx.Masked() {
-					p.errorf(item, prefix, "%q is not a network prefix (198.51.100.53/32)", str)
-				}
-				s.Kernel.Prefixes = append(s.Kernel.Prefixes, pfx)
+				s.Kernel.Prefixes = append(s.Kernel.Prefixes, p.netPrefix(item, prefix))
 				s.kernelNodes = append(s.kernelNodes, item)
 			})
 		default:
@@ -306,12 +301,7 @@ func (p *parser) announce(n *yaml.Node) ([]bgp.Prefix, []*yaml.Node) {
 			switch strings.TrimPrefix(key, prefix+".") {
 			case "prefix":
 				node = v
-				s := p.str(v, key)
-				pfx, err := netip.ParsePrefix(s)
-				if err != nil || pfx != pfx.Masked() {
-					p.errorf(v, key, "%q is not a network prefix (198.51.100.53/32)", s)
-				}
-				pr.Prefix = pfx
+				pr.Prefix = p.netPrefix(v, key)
 			case "priority":
 				switch pri := p.str(v, key); pri {
 				case "primary":
@@ -382,6 +372,16 @@ func (p *parser) checkServed(s *serverConfig, listen []netip.AddrPort) {
 				pr.prefix, example)
 		}
 	}
+}
+
+// netPrefix parses an announced prefix, which must be a network (no host bits set).
+func (p *parser) netPrefix(n *yaml.Node, key string) netip.Prefix {
+	s := p.str(n, key)
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil || pfx != pfx.Masked() {
+		p.errorf(n, key, "%q is not a network prefix (198.51.100.53/32)", s)
+	}
+	return pfx
 }
 
 func (p *parser) asn(n *yaml.Node, key string) uint32 {

@@ -25,24 +25,11 @@ func TestKernelAnnounce(t *testing.T) {
 	if !l.hasAnycast("n1") {
 		t.Errorf("n1 healthy, but 198.51.100.53 is not on its fleetdns0")
 	}
-	seen := map[string]bool{}
-	for range 30 {
-		who, err := l.whoAnswers()
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen[who] = true
-	}
-	if !seen["lab-n1"] || !seen["lab-n2"] {
-		t.Errorf("answers over two ECMP paths came from %v, want both nodes", seen)
-	}
+	l.wantBothNodes()
 
 	// n1's own path to the upstream cut: n2 still passes, so n1 removes the address and its
 	// BIRD withdraws the route.
-	blackhole := []string{"netns", "exec", l.ns("n1"), "ip", "route", "add", "blackhole", "192.0.2.14/32"}
-	if out, err := exec.Command("ip", blackhole...).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	l.cutUpstream("n1", true)
 	d = l.waitPaths(1, 10*time.Second)
 	t.Logf("n1's upstream path cut: n1's route gone after %s (bound %s)", d.Round(10*time.Millisecond), bound)
 	if d > bound {
@@ -51,13 +38,8 @@ func TestKernelAnnounce(t *testing.T) {
 	if l.hasAnycast("n1") {
 		t.Errorf("n1 withdrawn, but 198.51.100.53 is still on its fleetdns0")
 	}
-	for range 10 {
-		if who, err := l.whoAnswers(); err != nil || who != "lab-n2" {
-			t.Errorf("with n1 withdrawn, answered by %q (%v), want lab-n2", who, err)
-		}
-	}
-	blackhole[5] = "del"
-	exec.Command("ip", blackhole...).Run()
+	l.wantOnly("lab-n2", 10, "with n1 withdrawn")
+	l.cutUpstream("n1", false)
 	d = l.waitPaths(2, 10*time.Second)
 	t.Logf("n1's path back: announced again after %s", d.Round(10*time.Millisecond))
 
@@ -72,11 +54,7 @@ func TestKernelAnnounce(t *testing.T) {
 	if out, _ := exec.Command("ip", "-n", l.ns("n1"), "link", "show", "fleetdns0").CombinedOutput(); !strings.Contains(string(out), "does not exist") {
 		t.Errorf("fleetdns0 still there after n1 was killed: %s", out)
 	}
-	for range 10 {
-		if who, err := l.whoAnswers(); err != nil || who != "lab-n2" {
-			t.Errorf("with n1 killed, answered by %q (%v), want lab-n2", who, err)
-		}
-	}
+	l.wantOnly("lab-n2", 10, "with n1 killed")
 }
 
 // hasAnycast reports whether node n has the anycast address on fleetdns0.

@@ -137,36 +137,18 @@ func TestAnycastFabric(t *testing.T) {
 		t.Errorf("fleetdns ctl bgp = %v\n%s\nwant the router's session established and the prefix announced", err, out)
 	}
 
-	seen := map[string]bool{}
-	for range 30 {
-		who, err := l.whoAnswers()
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen[who] = true
-	}
-	if !seen["lab-n1"] || !seen["lab-n2"] {
-		t.Errorf("answers over two ECMP paths came from %v, want both nodes", seen)
-	}
+	l.wantBothNodes()
 
 	// n1's upstream dies (a blackhole route in n1 towards NSD): n1 withdraws within fall 2 x
 	// interval 1s plus a second, and every query goes to n2.
-	blackhole := []string{"netns", "exec", l.ns("n1"), "ip", "route", "add", "blackhole", "192.0.2.14/32"}
-	if out, err := exec.Command("ip", blackhole...).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	l.cutUpstream("n1", true)
 	d = l.waitPaths(1, 10*time.Second)
 	t.Logf("n1's upstream down: n1 withdrawn after %s", d.Round(10*time.Millisecond))
 	if d > 3*time.Second {
 		t.Errorf("withdrawal took %s, want within fall x interval + 1s = 3s", d)
 	}
-	for range 10 {
-		if who, err := l.whoAnswers(); err != nil || who != "lab-n2" {
-			t.Errorf("with n1 withdrawn, answered by %q (%v), want lab-n2", who, err)
-		}
-	}
-	blackhole[5] = "del"
-	exec.Command("ip", blackhole...).Run()
+	l.wantOnly("lab-n2", 10, "with n1 withdrawn")
+	l.cutUpstream("n1", false)
 	d = l.waitPaths(2, 10*time.Second)
 	t.Logf("n1's upstream back: n1 announced again after %s", d.Round(10*time.Millisecond))
 
@@ -231,11 +213,7 @@ func TestAnycastFabric(t *testing.T) {
 	if d > 4*time.Second {
 		t.Errorf("killed node kept its route %s, want at most the 3s hold time plus a second", d)
 	}
-	for range 5 {
-		if who, err := l.whoAnswers(); err != nil || who != "lab-n2" {
-			t.Errorf("with n1 killed, answered by %q (%v), want lab-n2", who, err)
-		}
-	}
+	l.wantOnly("lab-n2", 5, "with n1 killed")
 
 	// A frozen n2 keeps no route: the router drops it when the hold timer (3s) runs out.
 	n2 := l.pid("n2")
@@ -245,6 +223,44 @@ func TestAnycastFabric(t *testing.T) {
 	t.Logf("SIGSTOP: frozen n2 lost its route after %s (hold time 3s)", d.Round(10*time.Millisecond))
 	if d > 4*time.Second {
 		t.Errorf("frozen node kept its route %s, want at most the 3s hold time plus a second", d)
+	}
+}
+
+// wantBothNodes asks the anycast address 30 times: two ECMP paths must reach both nodes.
+func (l *lab) wantBothNodes() {
+	l.t.Helper()
+	seen := map[string]bool{}
+	for range 30 {
+		who, err := l.whoAnswers()
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		seen[who] = true
+	}
+	if !seen["lab-n1"] || !seen["lab-n2"] {
+		l.t.Errorf("answers over two ECMP paths came from %v, want both nodes", seen)
+	}
+}
+
+// wantOnly asks the anycast address n times: node must answer each.
+func (l *lab) wantOnly(node string, n int, when string) {
+	l.t.Helper()
+	for range n {
+		if who, err := l.whoAnswers(); err != nil || who != node {
+			l.t.Errorf("%s, answered by %q (%v), want %s", when, who, err, node)
+		}
+	}
+}
+
+// cutUpstream cuts node's path to dc1's NSD (a blackhole route in its namespace), or restores it.
+func (l *lab) cutUpstream(node string, cut bool) {
+	l.t.Helper()
+	op := "del"
+	if cut {
+		op = "add"
+	}
+	if out, err := exec.Command("ip", "netns", "exec", l.ns(node), "ip", "route", op, "blackhole", "192.0.2.14/32").CombinedOutput(); err != nil && cut {
+		l.t.Fatalf("cut %s's upstream: %v: %s", node, err, out)
 	}
 }
 
