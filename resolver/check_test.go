@@ -2,10 +2,12 @@ package resolver
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/fleetdns/fleetdns/bench/faultdns"
+	"github.com/miekg/dns"
 )
 
 // A node whose upstream starts after it (issue 18): the health checks that fail at start-up mark
@@ -57,4 +59,53 @@ func TestCheckPassesAtOnceWhenUpstreamComesBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A client query that carries the probe of a down upstream does not wait for it: the probe's
+// timer is the upstream's RTO, which slow early answers (a first packet waiting for ARP) hold
+// at hundreds of milliseconds, and during an outage every client is owed a fast SERVFAIL. The
+// probe still goes out, in the background, and an answer to it brings the upstream back.
+func TestProbeDoesNotHoldTheClient(t *testing.T) {
+	up := startFault(t, "192.0.2.37", 0)
+	up.Set(faultdns.Delay, 120*time.Millisecond) // slow answers: srtt ~120 ms, RTO larger
+	s := startServer(t, Config{Forward: forwardTo(up)}, testCacheConfig())
+	for i := range 3 {
+		ask(t, s, "udp", fmt.Sprintf("slow%d.example.test", i), dns.TypeA)
+	}
+	if rto := s.Forwarder().Pools()[0].Upstreams[0].rto(); rto < 120*time.Millisecond {
+		t.Fatalf("rto %s after slow answers, want at least 120ms for the test to mean anything", rto)
+	}
+	up.Set(faultdns.Drop, 0)
+	for start, i := time.Now(), 0; s.Forwarder().Pools()[0].Upstreams[0].Status().Healthy; i++ {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("upstream not marked down after 10 s of silence")
+		}
+		ask(t, s, "udp", fmt.Sprintf("down%d.example.test", i), dns.TypeA)
+	}
+	// Over 2.5 s, probes come due (every second at most): no client waits for one.
+	var slowest time.Duration
+	for start, i := time.Now(), 0; time.Since(start) < 2500*time.Millisecond; i++ {
+		t0 := time.Now()
+		r := ask(t, s, "udp", fmt.Sprintf("during%d.example.test", i), dns.TypeA)
+		if r.Rcode != dns.RcodeServerFailure {
+			t.Fatalf("rcode %s during the outage, want SERVFAIL", dns.RcodeToString[r.Rcode])
+		}
+		slowest = max(slowest, time.Since(t0))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if slowest > 50*time.Millisecond {
+		t.Errorf("slowest SERVFAIL during the outage took %s, want every one at once (no client waits for a probe)", slowest)
+	}
+	up.Set(faultdns.None, 0)
+	back := time.Now()
+	for i := 0; ; i++ {
+		if r := ask(t, s, "udp", fmt.Sprintf("back%d.example.test", i), dns.TypeA); r.Rcode == dns.RcodeSuccess {
+			break
+		}
+		if time.Since(back) > maxProbe+2*time.Second {
+			t.Fatalf("still failing %s after the upstream came back: the background probe did not bring it back", time.Since(back))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("slowest SERVFAIL during the outage %s; answered again %s after the upstream came back", slowest.Round(time.Millisecond), time.Since(back).Round(time.Millisecond))
 }

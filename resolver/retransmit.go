@@ -98,6 +98,14 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 		if len(probes) == 0 {
 			return nil, ErrUpstreamsDown
 		}
+		if !probeAll {
+			// A client never waits for a probe of a down upstream: its timer is the upstream's
+			// RTO, which an early slow answer (a first packet waiting for ARP) can hold at a
+			// quarter second long after. The probe goes out in the background, and the client
+			// gets the same fast failure as every other query while the upstreams are down.
+			go f.probeDown(p, q, do, cd)
+			return nil, ErrUpstreamsDown
+		}
 		live, probes = probes[:1], probes[1:]
 	}
 	m := upstreamQuery(q, do, cd)
@@ -231,6 +239,15 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 			uq.send(u)
 		}
 	}
+}
+
+// probeDown sends q to the pool's down upstreams as a probe, for no client: an answer marks
+// its upstream up (resolveUDP records it), and the answer itself is dropped. It gives up at the
+// probe's first timer, and at the forwarder's deadline in any case.
+func (f *Forwarder) probeDown(p *Pool, q dns.Question, do, cd bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.deadline)
+	defer cancel()
+	f.resolveUDP(ctx, p, q, do, cd, nil, true)
 }
 
 // listenUDP opens the query's socket, of the family its upstreams need.
