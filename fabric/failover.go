@@ -151,10 +151,9 @@ type Failover struct {
 	setter UpstreamSetter
 	log    *slog.Logger
 
-	mu       sync.Mutex
-	status   FailoverStatus
-	badLocal int // consecutive rounds with no local recursor passing
-	goodLoc  int // consecutive rounds with a local recursor passing
+	mu     sync.Mutex
+	status FailoverStatus
+	local  hysteresis // the local recursors, up at the start
 }
 
 // NewFailover builds the controller; Run applies the initial (local) state.
@@ -171,7 +170,8 @@ func NewFailover(cfg FailoverConfig, p Prober, s UpstreamSetter, log *slog.Logge
 	if cfg.Timeout == 0 {
 		cfg.Timeout = min(cfg.Interval/2, 2*time.Second)
 	}
-	f := &Failover{cfg: cfg, prober: p, setter: s, log: log}
+	f := &Failover{cfg: cfg, prober: p, setter: s, log: log,
+		local: hysteresis{rise: cfg.Rise, fall: cfg.Fall, up: true}}
 	if cfg.Expect != "" {
 		e, _ := newExpectation(cfg.Type, cfg.Expect) // Validate parsed it
 		f.expect = &e
@@ -215,18 +215,17 @@ func (f *Failover) round(ctx context.Context) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.status.Evidence = evidence
-	if local {
-		f.goodLoc, f.badLocal = f.goodLoc+1, 0
-	} else {
-		f.badLocal, f.goodLoc = f.badLocal+1, 0
-	}
+	// While the local recursors count as up, the root zone stays local; once they count as
+	// down, each round that finds no local one sends it where a remote one answers, if any.
+	// A local pass short of rise leaves the state where it is.
+	up, _ := f.local.observe(local)
 	next := f.status.State
 	switch {
-	case local && f.goodLoc >= f.cfg.Rise:
+	case up:
 		next = LocalOnly
-	case !local && f.badLocal >= f.cfg.Fall && remote:
+	case !local && remote:
 		next = FailedOver
-	case !local && f.badLocal >= f.cfg.Fall:
+	case !local:
 		next = BothFailed
 	}
 	if next == f.status.State {

@@ -75,9 +75,9 @@ type HealthChecker struct {
 	log    *slog.Logger
 	change func(healthy bool) // called on every transition, from Run's goroutine
 
-	mu     sync.Mutex
-	status HealthStatus
-	streak int // consecutive results that disagree with the current state
+	mu       sync.Mutex
+	status   HealthStatus
+	verdicts hysteresis // starts down: a node is announced only after rise passing rounds
 }
 
 // NewHealthChecker builds a checker; change is called on each transition.
@@ -88,7 +88,8 @@ func NewHealthChecker(cfg HealthConfig, check Check, change func(healthy bool), 
 	if check == nil || change == nil || log == nil {
 		return nil, errors.New("health: check, change and logger are required")
 	}
-	return &HealthChecker{cfg: cfg, check: check, change: change, log: log}, nil
+	return &HealthChecker{cfg: cfg, check: check, change: change, log: log,
+		verdicts: hysteresis{rise: cfg.Rise, fall: cfg.Fall}}, nil
 }
 
 // NewNodeHealthChecker builds a checker whose every round runs the probes and decides with
@@ -171,24 +172,12 @@ func (h *HealthChecker) once(ctx context.Context) {
 			st.Siblings[i] = ProbeResult{Name: h.probes.Siblings[i].Name, Result: result(e)}
 		}
 	}
-	flip := false
-	if ok == st.Healthy {
-		h.streak = 0
-	} else {
-		h.streak++
-		need := h.cfg.Rise
-		if st.Healthy {
-			need = h.cfg.Fall
-		}
-		if h.streak >= need {
-			st.Healthy, h.streak, flip = ok, 0, true
-			st.Transitions++
-		}
+	var flip bool
+	st.Healthy, flip = h.verdicts.observe(ok)
+	if flip {
+		st.Transitions++
 	}
-	st.Streak, st.Need = h.streak, h.cfg.Rise
-	if st.Healthy {
-		st.Need = h.cfg.Fall
-	}
+	st.Streak, st.Need = h.verdicts.streak, h.verdicts.need()
 	healthy := st.Healthy
 	st.SharedFault = healthy && v.Shared
 	evidence := []any{"reason", v.Reason}
