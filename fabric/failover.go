@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // FailoverConfig is the datacenter failover of the root zone: the canary resolved through each
@@ -177,6 +178,23 @@ func NewFailover(cfg FailoverConfig, p Prober, s UpstreamSetter, log *slog.Logge
 		f.expect = &e
 	}
 	return f, nil
+}
+
+// Register adds the failover's metrics to reg.
+func (f *Failover) Register(reg prometheus.Registerer) error {
+	state := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fleetdns_failover_state",
+		Help: "Where the root zone's queries go: 0 local recursors, 1 failed over (remote added), 2 both failing.",
+	}, func() float64 { return float64(f.Status().State) })
+	transitions := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "fleetdns_failover_transitions_total", Help: "Changes of the failover state.",
+	}, func() float64 { return float64(f.Status().Transitions) })
+	for _, c := range []prometheus.Collector{state, transitions} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register failover metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Status returns a snapshot.

@@ -10,7 +10,6 @@ import (
 	"github.com/fleetdns/fleetdns/fabric"
 	"github.com/fleetdns/fleetdns/resolver"
 	"github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -72,45 +71,16 @@ func (u upstreamProber) Probe(ctx context.Context, a netip.AddrPort, name string
 
 var _ fabric.UpstreamSetter = (*resolver.Server)(nil)
 
-// startFailover runs the failover controller, if configured, until ctx ends; it returns its
-// metrics and its ctl verb.
-func startFailover(ctx context.Context, cfg failoverConfig, srv *resolver.Server, log *slog.Logger, o *ops) (opsExtra, error) {
+// newFailover builds the failover controller, if configured (nil if not).
+func newFailover(cfg failoverConfig, srv *resolver.Server, log *slog.Logger) (*fabric.Failover, error) {
 	if !cfg.present {
-		return opsExtra{}, nil
+		return nil, nil
 	}
-	f, err := fabric.NewFailover(cfg.FailoverConfig, upstreamProber{srv}, srv, log.With("component", "failover"))
-	if err != nil {
-		return opsExtra{}, err
-	}
-	o.wg.Go(func() {
-		if err := f.Run(ctx); err != nil {
-			log.Error("failover", "err", err)
-		}
-	})
-	state := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "fleetdns_failover_state",
-		Help: "Where the root zone's queries go: 0 local recursors, 1 failed over (remote added), 2 both failing.",
-	}, func() float64 { return float64(f.Status().State) })
-	transitions := prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "fleetdns_failover_transitions_total", Help: "Changes of the failover state.",
-	}, func() float64 { return float64(f.Status().Transitions) })
-	return opsExtra{
-		collectors: []prometheus.Collector{state, transitions},
-		verbs: map[string]func() any{"failover": func() any {
-			st := f.Status()
-			return map[string]any{"state": st.State.String(), "since": st.Since, "transitions": st.Transitions, "evidence": st.Evidence}
-		}},
-	}, nil
+	return fabric.NewFailover(cfg.FailoverConfig, upstreamProber{srv}, srv, log.With("component", "failover"))
 }
 
-// merge joins what two parts add to ops.
-func (e opsExtra) merge(o opsExtra) opsExtra {
-	e.collectors = append(e.collectors, o.collectors...)
-	if e.verbs == nil {
-		e.verbs = map[string]func() any{}
-	}
-	for k, v := range o.verbs {
-		e.verbs[k] = v
-	}
-	return e
+// failoverStatus is what `fleetdns ctl failover` shows.
+func failoverStatus(f *fabric.Failover) any {
+	st := f.Status()
+	return map[string]any{"state": st.State.String(), "since": st.Since, "transitions": st.Transitions, "evidence": st.Evidence}
 }

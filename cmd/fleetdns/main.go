@@ -21,6 +21,7 @@ import (
 	"github.com/fleetdns/fleetdns/cache"
 	"github.com/fleetdns/fleetdns/policy"
 	"github.com/fleetdns/fleetdns/resolver"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; otherwise the module's.
@@ -154,12 +155,23 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var o ops
-	extra, err := startFailover(ctx, cfg.Failover, srv, log, &o)
+	reg := prometheus.NewRegistry()
+	verbs := map[string]func() any{}
+	f, err := newFailover(cfg.Failover, srv, log)
+	if err == nil && f != nil {
+		err = f.Register(reg)
+		verbs["failover"] = func() any { return failoverStatus(f) }
+		o.wg.Go(func() {
+			if err := f.Run(ctx); err != nil {
+				log.Error("failover", "err", err)
+			}
+		})
+	}
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
-	rl, err := o.start(ctx, cfg, *path, srv, log, extra)
+	rl, err := o.start(ctx, cfg, *path, srv, log, reg, verbs)
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1

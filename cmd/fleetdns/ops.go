@@ -25,23 +25,16 @@ type ops struct {
 	wg sync.WaitGroup
 }
 
-// opsExtra is what server mode adds: its metrics and its ctl verbs.
-type opsExtra struct {
-	collectors []prometheus.Collector
-	verbs      map[string]func() any
-}
-
 // start binds the metrics listener (an error there is fatal: the operator asked for it) and
-// starts everything.
-func (o *ops) start(ctx context.Context, cfg config, path string, srv *resolver.Server, log *slog.Logger, extra opsExtra) (*reloader, error) {
-	reg := prometheus.NewRegistry()
+// starts everything. reg holds what the other parts registered (the node's and the failover's
+// metrics); verbs are their ctl verbs.
+func (o *ops) start(ctx context.Context, cfg config, path string, srv *resolver.Server, log *slog.Logger, reg *prometheus.Registry, verbs map[string]func() any) (*reloader, error) {
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fleetdns_build_info", Help: "Always 1; the labels say which build runs.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(versionString(), runtime.Version()).Set(1)
 	reg.MustRegister(srv.Collector(), build, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(extra.collectors...)
 	rl := newReloader(path, cfg, srv, log, reg)
 
 	if cfg.Ops.MetricsListen != "" {
@@ -62,7 +55,7 @@ func (o *ops) start(ctx context.Context, cfg config, path string, srv *resolver.
 		log.Info("metrics", "listen", l.Addr().String())
 	}
 	if cfg.Ops.ControlSocket != "" {
-		c := &resolver.Control{Path: cfg.Ops.ControlSocket, Server: srv, Reload: rl.reload, Status: extra.verbs}
+		c := &resolver.Control{Path: cfg.Ops.ControlSocket, Server: srv, Reload: rl.reload, Status: verbs}
 		o.wg.Go(func() {
 			if err := c.Run(ctx); err != nil {
 				log.Warn("no control socket", "err", err)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"time"
 
 	"github.com/fleetdns/fleetdns/fabric"
 	"github.com/fleetdns/fleetdns/fabric/bgp"
@@ -19,45 +18,31 @@ import (
 )
 
 var (
-	_ announcer = (*bgp.Speaker)(nil)
-	_ announcer = (*kernel.Announcer)(nil)
-	_ announcer = nothing{}
+	_ fabric.Speaker = (*bgp.Speaker)(nil)
+	_ fabric.Speaker = (*kernel.Announcer)(nil)
 )
 
-// announcer is a way for the node to draw traffic while healthy, with its lifecycle: the
-// embedded BGP speaker, the host's kernel (for a routing daemon on the node), or nothing (GET
-// /health alone tells load balancers).
-type announcer interface {
-	fabric.Announcer
-	Start(ctx context.Context) error
-	Stop(ctx context.Context) error
-}
-
-// nothing is announce: none: the health endpoint is the node's only signal.
-type nothing struct{}
-
-func (nothing) Announce(context.Context, bool) error { return nil }
-func (nothing) Withdraw(context.Context) error       { return nil }
-func (nothing) Start(context.Context) error          { return nil }
-func (nothing) Stop(context.Context) error           { return nil }
-
-// newAnnouncer builds the announcer that cfg.Announce names.
-func newAnnouncer(cfg serverConfig, log *slog.Logger) (announcer, error) {
+// newSpeaker builds the speaker that cfg.Announce names, with its metrics in reg.
+func newSpeaker(cfg serverConfig, log *slog.Logger, reg prometheus.Registerer) (fabric.Speaker, error) {
 	switch cfg.Announce {
 	case "bgp":
-		return bgp.New(cfg.BGP, log.With("component", "bgp"))
+		s, err := bgp.New(cfg.BGP, log.With("component", "bgp"))
+		if err != nil {
+			return nil, err
+		}
+		return s, s.Register(reg)
 	case "kernel":
 		return kernel.New(cfg.Kernel, log.With("component", "kernel"))
 	default:
-		return nothing{}, nil
+		return fabric.Silent{}, nil
 	}
 }
 
 // runServer runs an anycast node: the client's pipeline, answering on the anycast address,
-// plus a BGP speaker that announces the node's prefixes only while its health check passes.
-// On SIGTERM it leaves the path first (graceful shutdown community or withdraw), keeps
-// answering through the drain period, withdraws, closes the BGP sessions, and only then
-// closes the listeners.
+// and a fabric.Node that announces the node's prefixes only while its health check passes.
+// On SIGTERM the node leaves the path first (GET /health 503, graceful shutdown community or
+// withdraw), keeps answering through the drain period, withdraws and stops its speaker; only
+// then are the listeners closed.
 func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -91,102 +76,108 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("start", "err", err)
 		return 1
 	}
-	speaker, err := newAnnouncer(cfg.Server, log)
+	node, err := newNode(cfg, srv, log)
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
-	// The listeners, the speaker and the health loop outlive the signal: they stop in order.
+
+	// The listeners outlive the signal: they close after the node has left the path.
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	defer stopSrv()
 	served := make(chan error, 1)
 	go func() { served <- srv.Run(srvCtx) }()
-	if err := speaker.Start(srvCtx); err != nil {
-		log.Error("announce", "via", cfg.Server.Announce, "err", err)
-		stopSrv()
-		<-served
-		return 1
-	}
-	ctl := fabric.NewController(cfg.Server.Controller, speaker, log.With("component", "announce"))
-	health, err := fabric.NewNodeHealthChecker(cfg.Server.Health, healthProbes(cfg, srv),
-		func(healthy bool) { ctl.SetHealthy(srvCtx, healthy) }, log.With("component", "health"))
-	if err != nil {
-		log.Error("start", "err", err)
-		return 1
-	}
-	healthCtx, stopHealth := context.WithCancel(srvCtx)
-	defer stopHealth()
-	healthDone := make(chan struct{})
-	go func() { health.Run(healthCtx); close(healthDone) }()
-	var endpoint *fabric.Endpoint
-	endpointDone := make(chan error, 1)
-	if cfg.Server.HealthListen != "" {
-		ln, err := net.Listen("tcp", cfg.Server.HealthListen)
-		if err != nil {
-			log.Error("start", "health.listen", cfg.Server.HealthListen, "err", err)
-			stopHealth()
-			speaker.Stop(context.Background())
-			stopSrv()
-			<-served
-			return 1
-		}
-		endpoint = fabric.NewEndpoint(health)
-		go func() { endpointDone <- endpoint.Serve(srvCtx, ln) }()
-		log.Info("health endpoint", "listen", ln.Addr().String())
-	} else {
-		endpointDone <- nil
-	}
-
+	nodeCtx, stopNode := context.WithCancel(ctx)
+	defer stopNode()
+	nodeDone := make(chan error, 1)
+	go func() { nodeDone <- node.Run(nodeCtx) }()
 	var o ops
-	extra, err := startFailover(srvCtx, cfg.Failover, srv, log, &o)
-	if err != nil {
-		log.Error("start", "err", err)
-		return 1
+	// stop ends what runs, in order: the node (if it still runs) leaves the path, then the
+	// listeners close, then ops.
+	nodeRunning := true
+	stop := func(code int) int {
+		stopNode()
+		if nodeRunning {
+			if err := <-nodeDone; err != nil {
+				log.Warn("node", "err", err)
+			}
+		}
+		stopSrv()
+		if err := <-served; err != nil && code == 0 {
+			log.Error("run", "err", err)
+			code = 1
+		}
+		o.wait()
+		return code
 	}
-	rl, err := o.start(srvCtx, cfg, *path, srv, log, extra.merge(opsExtra{
-		collectors: fabricCollectors(speaker, ctl, health),
-		verbs:      map[string]func() any{"bgp": func() any { return bgpStatus(speaker, ctl, health, cfg.Server) }},
-	}))
+	select {
+	case <-node.started:
+	case err := <-nodeDone:
+		nodeRunning = false
+		log.Error("start", "err", err)
+		return stop(1)
+	}
+	verbs := map[string]func() any{"bgp": func() any { return bgpStatus(node.speaker, node.Node, cfg.Server) }}
+	if f := node.Failover(); f != nil {
+		verbs["failover"] = func() any { return failoverStatus(f) }
+	}
+	rl, err := o.start(srvCtx, cfg, *path, srv, log, node.reg, verbs)
 	if err != nil {
 		log.Error("start", "err", err)
-		return 1
+		return stop(1)
 	}
 	sdNotify("READY=1")
 	o.reloadOnSIGHUP(srvCtx, rl)
 
 	select {
 	case <-ctx.Done():
+		sdNotify("STOPPING=1") // the node leaves the path, drains, withdraws, stops its speaker
 	case err := <-served:
 		log.Error("run", "err", err)
-		stopHealth()
-		speaker.Stop(context.Background())
-		return 1
+		served <- nil
+		return stop(1)
 	}
-	log.Info("shutting down: leaving the anycast path first")
-	sdNotify("STOPPING=1")
-	if endpoint != nil {
-		endpoint.Drain() // load balancers see 503 "draining" before anything else changes
-	}
-	stopHealth()
-	<-healthDone
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.Controller.Drain+15*time.Second)
-	defer cancel()
-	fabric.Leave(sctx, endpoint, ctl) // GET /health answers 503 "draining" first
-	if err := speaker.Stop(sctx); err != nil {
-		log.Warn("announce stop", "via", cfg.Server.Announce, "err", err)
-	}
-	stopSrv()
-	err = <-served
-	if eerr := <-endpointDone; eerr != nil {
-		log.Warn("health endpoint", "err", eerr)
-	}
-	o.wait()
-	if err != nil {
-		log.Error("run", "err", err)
-		return 1
+	if code := stop(0); code != 0 {
+		return code
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// serverNode is the fabric.Node as cmd wires it, with what status and ops need.
+type serverNode struct {
+	*fabric.Node
+	speaker fabric.Speaker
+	reg     *prometheus.Registry
+	started chan struct{}
+}
+
+// newNode builds the node: its speaker, its probes, the failover if configured and the
+// listener of GET /health, with their metrics in a new registry that ops serves.
+func newNode(cfg config, srv *resolver.Server, log *slog.Logger) (*serverNode, error) {
+	n := &serverNode{reg: prometheus.NewRegistry(), started: make(chan struct{})}
+	speaker, err := newSpeaker(cfg.Server, log, n.reg)
+	if err != nil {
+		return nil, err
+	}
+	n.speaker = speaker
+	fo, err := newFailover(cfg.Failover, srv, log)
+	if err != nil {
+		return nil, err
+	}
+	var ln net.Listener
+	if cfg.Server.HealthListen != "" {
+		if ln, err = net.Listen("tcp", cfg.Server.HealthListen); err != nil {
+			return nil, fmt.Errorf("health.listen %s: %w", cfg.Server.HealthListen, err)
+		}
+	}
+	n.Node, err = fabric.NewNode(fabric.NodeConfig{Health: cfg.Server.Health, Controller: cfg.Server.Controller},
+		fabric.NodeDeps{Speaker: speaker, Probes: healthProbes(cfg, srv), Failover: fo, Endpoint: ln,
+			Log: log, Registerer: n.reg, Started: func() { close(n.started) }})
+	if err != nil && ln != nil {
+		ln.Close()
+	}
+	return n, err
 }
 
 // healthProbes are a node's health probes as cmd wires them: the local probe asks the node's
@@ -250,9 +241,9 @@ func healthStatus(h *fabric.HealthChecker) map[string]any {
 
 // bgpStatus is what `fleetdns ctl bgp` shows: the peers (bgp), the prefixes with how they are
 // announced and why, and the health verdict.
-func bgpStatus(a announcer, c *fabric.Controller, h *fabric.HealthChecker, cfg serverConfig) any {
-	announced, graceful, reason := c.Status()
-	out := map[string]any{"via": cfg.Announce, "health": healthStatus(h)}
+func bgpStatus(a fabric.Speaker, n *fabric.Node, cfg serverConfig) any {
+	announced, graceful, reason := n.Controller().Status()
+	out := map[string]any{"via": cfg.Announce, "health": healthStatus(n.Health())}
 	var prefixes []map[string]any
 	add := func(p netip.Prefix, prio string) {
 		prefixes = append(prefixes, map[string]any{"prefix": p.String(), "priority": prio,
@@ -276,60 +267,4 @@ func bgpStatus(a announcer, c *fabric.Controller, h *fabric.HealthChecker, cfg s
 	}
 	out["prefixes"] = prefixes
 	return out
-}
-
-// fabricCollectors exposes the speaker's sessions, the announcement and the health checks.
-func fabricCollectors(a announcer, c *fabric.Controller, h *fabric.HealthChecker) []prometheus.Collector {
-	announced := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "fleetdns_bgp_prefixes_announced", Help: "1 while the node announces its prefixes, 0 while withdrawn.",
-	}, func() float64 {
-		if a, _, _ := c.Status(); a {
-			return 1
-		}
-		return 0
-	})
-	peersUp := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "fleetdns_bgp_peers_established", Help: "BGP sessions in the Established state.",
-	}, func() float64 {
-		s, ok := a.(*bgp.Speaker)
-		if !ok {
-			return 0
-		}
-		n := 0
-		for _, p := range s.Peers() {
-			if p.State == "established" {
-				n++
-			}
-		}
-		return float64(n)
-	})
-	checks := prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "fleetdns_health_checks_total", Help: "Health checks run.",
-	}, func() float64 { return float64(h.Status().Checks) })
-	failures := prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "fleetdns_health_check_failures_total", Help: "Health checks that failed.",
-	}, func() float64 { return float64(h.Status().Failures) })
-	transitions := prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "fleetdns_health_transitions_total", Help: "Changes between healthy and unhealthy.",
-	}, func() float64 { return float64(h.Status().Transitions) })
-	latency := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "fleetdns_health_check_last_duration_seconds", Help: "How long the last health check took.",
-	}, func() float64 { return h.Status().LastLatency.Seconds() })
-	healthy := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "fleetdns_healthy", Help: "1 while the health checker considers the node healthy.",
-	}, func() float64 {
-		if h.Status().Healthy {
-			return 1
-		}
-		return 0
-	})
-	shared := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "fleetdns_health_shared_fault", Help: "1 while a shared upstream failure (every sibling fails too) keeps the node announced, serving cache and stale.",
-	}, func() float64 {
-		if h.Status().SharedFault {
-			return 1
-		}
-		return 0
-	})
-	return []prometheus.Collector{announced, peersUp, checks, failures, transitions, latency, healthy, shared}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/osrg/gobgp/v3/pkg/server"
 
 	"github.com/fleetdns/fleetdns/fabric"
@@ -273,6 +274,21 @@ func waitIdle(ctx context.Context, srv *server.BgpServer) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Register adds the speaker's metrics to reg: the sessions that are established.
+func (s *Speaker) Register(reg prometheus.Registerer) error {
+	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fleetdns_bgp_peers_established", Help: "BGP sessions in the Established state.",
+	}, func() float64 {
+		n := 0
+		for _, p := range s.Peers() {
+			if p.State == "established" {
+				n++
+			}
+		}
+		return float64(n)
+	}))
 }
 
 // Peers reports every configured peer, in configuration order.
