@@ -15,8 +15,8 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/osrg/gobgp/v3/pkg/server"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetdns/fleetdns/fabric"
 )
