@@ -153,11 +153,13 @@ type Policy struct {
 	junk      suffixes
 	blockAAAA suffixes
 	blockNX   bool
-	synthIP   *zone // a pseudo-zone for its apex; nil when off
-	ipTTL     uint32
-	dcLabel   []byte   // wire label (length byte and text)
-	dcLocal   string   // presentation label
-	dcDomains suffixes // the domains <name>.<label>.<domain> is under
+	// aaaaSuffixes are BlockAAAA.Suffixes as given, for the reload's summary (Invalidates).
+	aaaaSuffixes []string
+	synthIP      *zone // a pseudo-zone for its apex; nil when off
+	ipTTL        uint32
+	dcLabel      []byte   // wire label (length byte and text)
+	dcLocal      string   // presentation label
+	dcDomains    suffixes // the domains <name>.<label>.<domain> is under
 }
 
 // New builds a Policy, reading LocalDataFiles. Errors name the file and line.
@@ -177,6 +179,7 @@ func New(cfg Config) (*Policy, error) {
 	}
 	p.junk = newSuffixes(cfg.JunkGuard)
 	p.blockAAAA = newSuffixes(cfg.BlockAAAA.Suffixes)
+	p.aaaaSuffixes = cfg.BlockAAAA.Suffixes
 	p.blockNX = cfg.BlockAAAA.NXDomain
 	if cfg.SynthIP.Domain != "" {
 		p.synthIP = newZone(cfg.SynthIP.Domain, static)

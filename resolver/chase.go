@@ -103,25 +103,3 @@ func (s *Server) fetch(ctx context.Context, p pending) (*cache.Entry, error) {
 	}
 }
 
-// stripIPv6Hint removes the ipv6hint parameter from HTTPS and SVCB records, for names whose AAAA
-// is blocked: a client would otherwise connect over IPv6 from the hint alone.
-func stripIPv6Hint(m *dns.Msg) {
-	for _, rr := range m.Answer {
-		var kv *[]dns.SVCBKeyValue
-		switch r := rr.(type) {
-		case *dns.HTTPS:
-			kv = &r.Value
-		case *dns.SVCB:
-			kv = &r.Value
-		default:
-			continue
-		}
-		out := (*kv)[:0]
-		for _, v := range *kv {
-			if v.Key() != dns.SVCB_IPV6HINT {
-				out = append(out, v)
-			}
-		}
-		*kv = out
-	}
-}

@@ -347,9 +347,7 @@ func (s *Server) runFlight(p pending, f *flight, inline bool) {
 		var e *cache.Entry
 		now := time.Now()
 		if err == nil {
-			if (p.dq.Qtype == dns.TypeHTTPS || p.dq.Qtype == dns.TypeSVCB) && s.policy.Load().BlocksAAAA(p.cq.Name) {
-				stripIPv6Hint(resp)
-			}
+			s.policy.Load().FilterUpstream(p.cq.Name, p.dq.Qtype, resp)
 			e, err = s.cache.Build(&p.cq, resp, now)
 		}
 		if err != nil {

@@ -1,7 +1,6 @@
 package resolver
 
 import (
-	"net"
 	"testing"
 
 	"github.com/fleetdns/fleetdns/policy"
@@ -68,26 +67,5 @@ func TestPolicyDecisionsCounted(t *testing.T) {
 	}
 	if up.Queries() != 1 {
 		t.Errorf("upstream queries = %d, want 1 (only the A query passes)", up.Queries())
-	}
-}
-
-func TestStripIPv6Hint(t *testing.T) {
-	rr, err := dns.NewRR(`svc.example.test. 300 IN HTTPS 1 . alpn="h2" ipv4hint="192.0.2.1" ipv6hint="2001:db8::1"`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := new(dns.Msg)
-	m.Answer = []dns.RR{rr}
-	stripIPv6Hint(m)
-	h := m.Answer[0].(*dns.HTTPS)
-	var keys []string
-	for _, kv := range h.Value {
-		keys = append(keys, kv.Key().String())
-	}
-	if len(keys) != 2 || keys[0] != "alpn" || keys[1] != "ipv4hint" {
-		t.Errorf("keys after strip = %v, want [alpn ipv4hint]", keys)
-	}
-	if ip := h.Value[1].(*dns.SVCBIPv4Hint).Hint[0]; !ip.Equal(net.ParseIP("192.0.2.1")) {
-		t.Errorf("ipv4hint = %v, want 192.0.2.1 kept", ip)
 	}
 }

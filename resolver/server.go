@@ -172,8 +172,17 @@ func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Serve
 	return s, nil
 }
 
-// SetPolicy swaps the policy; queries already running keep the one they started with.
-func (s *Server) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
+// SetPolicy swaps the policy; queries already running keep the one they started with. It drops
+// the cached answers the new policy makes wrong (policy.Invalidates) and says what it dropped.
+func (s *Server) SetPolicy(p *policy.Policy) []string {
+	old := s.policy.Swap(p)
+	var notes []string
+	for _, inv := range p.Invalidates(old) {
+		n := s.cache.RemoveIf(func(q cache.Question) bool { return inv.Match(q.Name, q.Type) })
+		notes = append(notes, fmt.Sprintf("%s (%d %s dropped)", inv.Reason, n, inv.What))
+	}
+	return notes
+}
 
 // answered sums the replies from the given sources.
 func (st *Stats) answered(srcs ...source) uint64 {

@@ -54,8 +54,8 @@ func (r *reloader) reload() (string, error) {
 	if err == nil {
 		var changed []string
 		if changed, err = r.srv.SetForward(cfg.Resolver.Forward); err == nil {
-			r.srv.SetPolicy(p)
-			summary := r.apply(cfg, changed)
+			dropped := r.srv.SetPolicy(p)
+			summary := r.apply(cfg, changed, dropped)
 			r.current = cfg
 			r.reloads.WithLabelValues("success").Inc()
 			r.log.Info("config reloaded", "file", r.path, "changes", summary)
@@ -67,8 +67,9 @@ func (r *reloader) reload() (string, error) {
 	return "", err
 }
 
-// apply drops the cached answers the new config makes wrong and says what changed.
-func (r *reloader) apply(cfg config, changedZones []string) string {
+// apply drops the cached answers of changed forward zones and says what changed; dropped is
+// what the policy swap dropped.
+func (r *reloader) apply(cfg config, changedZones []string, dropped []string) string {
 	var notes []string
 	flushed := 0
 	for _, z := range changedZones {
@@ -78,16 +79,7 @@ func (r *reloader) apply(cfg config, changedZones []string) string {
 		notes = append(notes, fmt.Sprintf("forward zones changed: %s (%d cached answers dropped)",
 			strings.Join(changedZones, " "), flushed))
 	}
-	// Names newly under block_aaaa may have HTTPS/SVCB answers cached with ipv6hint in them.
-	for _, sfx := range cfg.Policy.BlockAAAA.Suffixes {
-		if !slices.Contains(r.current.Policy.BlockAAAA.Suffixes, sfx) {
-			match := under(sfx)
-			n := r.srv.Cache().RemoveIf(func(q cache.Question) bool {
-				return (q.Type == dns.TypeHTTPS || q.Type == dns.TypeSVCB) && match(q)
-			})
-			notes = append(notes, fmt.Sprintf("block_aaaa %s added (%d HTTPS/SVCB answers dropped)", sfx, n))
-		}
-	}
+	notes = append(notes, dropped...) // what the new policy made wrong (resolver.SetPolicy)
 	old := r.current
 	if fmt.Sprint(old.Resolver.Listen) != fmt.Sprint(cfg.Resolver.Listen) || old.Cache != cfg.Cache ||
 		old.Resolver.RoundRobin != cfg.Resolver.RoundRobin || old.Log != cfg.Log ||
