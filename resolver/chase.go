@@ -102,4 +102,3 @@ func (s *Server) fetch(ctx context.Context, p pending) (*cache.Entry, error) {
 		return nil, ctx.Err()
 	}
 }
-
