@@ -20,6 +20,7 @@ import (
 
 	"github.com/fleetdns/fleetdns/bench/nsd"
 	"github.com/miekg/dns"
+	"go.uber.org/goleak"
 )
 
 // binDir holds the fleetdns binary built for this test run; TestMain removes it.
@@ -34,6 +35,13 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
+	// Every goroutine the in-process tests started (run, ops, reloads) must have exited.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
