@@ -156,7 +156,7 @@ func eventually(t *testing.T, what string, p *proc, f func() (bool, string)) str
 
 func TestBIRDConfigParses(t *testing.T) {
 	bird := need(t, false, "apt-get install -y bird2", "bird")[0]
-	// The router's snippet, and the node's for announce: kernel (fabric/lab runs both).
+	// The router's snippet, and the node's for announce: kernel (bench/lab runs both).
 	for _, conf := range []string{birdConf, "node-bird.conf"} {
 		out := run(t, bird, "-p", "-c", conf)
 		if strings.TrimSpace(out) != "" {

@@ -1,7 +1,7 @@
 package chaos
 
 // The fabric topology: the stubs (fleetdns client and unbound) in a client namespace in front of
-// the anycast lab of fabric/lab/lab.sh, driven with its own namespace prefix.
+// the anycast lab of bench/lab/lab.sh, driven with its own namespace prefix.
 //
 //	fdf-cl (client)                       fdf-rtr (BIRD 2)              fdf-n1, fdf-n2 (fleetdns server)
 //	load ─► fleetdns 127.0.0.1:5301 ─┐                                ┌─ n1 192.0.2.2, lo 198.51.100.53 ─┐
@@ -66,7 +66,7 @@ var StubUpstreams = []netip.AddrPort{anycastAddr, node1Addr, node2Addr}
 type FabricConfig struct {
 	Dir            string    // work directory (lab.sh's LAB_DIR is Dir/lab)
 	FleetdnsBinary string    // the fleetdns binary: the nodes and the stub
-	LabScript      string    // fabric/lab/lab.sh; "": found above the working directory
+	LabScript      string    // bench/lab/lab.sh; "": found above the working directory
 	Log            io.Writer // progress; nil: none
 	Datacenters    int       // 1, or 2 for dc2's recursor and the nodes' failover (LAB_DCS=2)
 	AnycastOnly    bool      // the stubs forward to the anycast address alone, not StubUpstreams
@@ -96,20 +96,20 @@ func FabricAvailable() error {
 	return nil
 }
 
-// findLabScript looks for fabric/lab/lab.sh in the working directory and above it.
+// findLabScript looks for bench/lab/lab.sh in the working directory and above it.
 func findLabScript() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		p := filepath.Join(dir, "fabric", "lab", "lab.sh")
+		p := filepath.Join(dir, "bench", "lab", "lab.sh")
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("chaos fabric: fabric/lab/lab.sh not found above the working directory")
+			return "", errors.New("chaos fabric: bench/lab/lab.sh not found above the working directory")
 		}
 		dir = parent
 	}

@@ -147,7 +147,7 @@ func (r *Report) FabricMarkdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Chaos lab, fabric scenarios: stubs in front of two anycast nodes behind BIRD 2\n\n")
 	r.runAndMachine(&b)
-	fmt.Fprintf(&b, "- Topology: fabric/lab/lab.sh with prefix %s- (BIRD 2 router, eBGP to two fleetdns server nodes "+
+	fmt.Fprintf(&b, "- Topology: bench/lab/lab.sh with prefix %s- (BIRD 2 router, eBGP to two fleetdns server nodes "+
 		"announcing %s/32 with ECMP, hold time %s both sides, NSD as dc1's recursor; dc2's recursor and the nodes' "+
 		"failover only for the recursor cut). A fresh fabric per scenario.\n", FabricPrefix, anycastAddr.Addr(), FabricHold)
 	fmt.Fprintf(&b, "- Stubs in %s: fleetdns %s (client mode, built from the tree) and unbound %s, both forwarding \".\" to %s "+

@@ -3,9 +3,9 @@
 # an upstream (NSD) and a client, each in its own network namespace, wired with veth pairs.
 # Only TEST-NET addresses, only inside these namespaces.
 #
-#   sudo bash fabric/lab/lab.sh up      # build fleetdns, start everything, print how to play
-#   sudo bash fabric/lab/lab.sh status  # routes on the router, answers seen by the client
-#   sudo bash fabric/lab/lab.sh down    # stop everything (by PID) and delete the namespaces
+#   sudo bash bench/lab/lab.sh up      # build fleetdns, start everything, print how to play
+#   sudo bash bench/lab/lab.sh status  # routes on the router, answers seen by the client
+#   sudo bash bench/lab/lab.sh down    # stop everything (by PID) and delete the namespaces
 #
 # LAB_DIR (default /tmp/fleetdns-lab) holds configs, logs, PID files and control sockets.
 # LAB_DCS=2 adds a second datacenter's recursor (NSD at 192.0.2.18) and turns on the nodes'
@@ -216,7 +216,7 @@ Lab up in $LAB_DIR. Try:
   ip netns exec $NS_R ip link set ${P}ua down               # dc1's recursor cut off: with LAB_DCS=2 the
   $LAB_DIR/fleetdns ctl -socket $LAB_DIR/n1.sock failover   #   nodes fail over to dc2; else they withdraw
   kill \$(cat $LAB_DIR/n1.pid)                                  # planned shutdown of n1: drains, then withdraws
-  sudo bash fabric/lab/lab.sh status | down
+  sudo bash bench/lab/lab.sh status | down
 H
 }
 
