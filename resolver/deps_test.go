@@ -6,8 +6,10 @@ import (
 	"testing"
 )
 
-// TestImportDirection guards the package map of DESIGN.md: the client path (resolver, cache,
-// policy) never pulls in gobgp or gRPC, and cache and policy never import each other.
+// TestImportDirection guards the package map of docs/DESIGN.md: the client path (resolver,
+// cache, policy) never pulls in gobgp or gRPC, cache and policy never import each other, the
+// resolver never reaches the fabric, and the product binary never links the benchmark's
+// plotting (gonum) or the test tools under bench/: they share the module, not the binary.
 func TestImportDirection(t *testing.T) {
 	for _, tc := range []struct {
 		pkg       string
@@ -16,6 +18,7 @@ func TestImportDirection(t *testing.T) {
 		{"github.com/fleetdns/fleetdns/resolver", []string{"gobgp", "google.golang.org/grpc", "fleetdns/fabric"}},
 		{"github.com/fleetdns/fleetdns/cache", []string{"gobgp", "google.golang.org/grpc", "fleetdns/policy", "fleetdns/resolver"}},
 		{"github.com/fleetdns/fleetdns/policy", []string{"gobgp", "google.golang.org/grpc", "fleetdns/cache", "fleetdns/resolver"}},
+		{"github.com/fleetdns/fleetdns/cmd/fleetdns", []string{"gonum.org", "fleetdns/bench"}},
 	} {
 		out, err := exec.Command("go", "list", "-deps", tc.pkg).CombinedOutput()
 		if err != nil {
