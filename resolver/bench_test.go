@@ -76,6 +76,37 @@ func BenchmarkMiss(b *testing.B) {
 	}
 }
 
+// BenchmarkMissPipeline is one miss as the read loop and its worker see it: the fast path
+// finds the miss, the worker resolves it and answers.
+func BenchmarkMissPipeline(b *testing.B) {
+	up, err := faultdns.Start("127.0.0.1:0", netip.MustParseAddr("192.0.2.1"), 300)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer up.Close()
+	s := newOfflineServer(b)
+	fwd, err := NewForwarder(forwardTo(up), 4*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.fwd.Store(fwd)
+	from := netip.MustParseAddrPort("127.0.0.1:40000")
+	out := make([]byte, 0, 4096)
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		pkt := packQuery(b, fmt.Sprintf("m%d.miss.bench.test.", i), dns.TypeA, true)
+		now := time.Now()
+		if _, miss := s.answer(pkt, from, false, out[:0], now); !miss {
+			b.Fatal("not a miss")
+		}
+		if resp := s.resolveSlow(context.Background(), pkt, from, false, now); len(resp) == 0 {
+			b.Fatal("no answer")
+		}
+	}
+}
+
 func TestTypeSlot(t *testing.T) {
 	for i, typ := range typeSlots {
 		if got := typeSlot(typ); got != i {
