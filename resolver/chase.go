@@ -71,8 +71,8 @@ func pendingFor(cq cache.Question, name string) pending {
 
 var errFailing = errors.New("resolution failed moments ago")
 
-// fetch returns a usable answer for p: from the cache, or from the upstream (sharing a flight
-// with identical queries), or a stale one if the upstream fails.
+// fetch returns a usable answer for p: from the cache, or through lookup (the upstream, or a
+// stale answer within the client's stale timer).
 func (s *Server) fetch(ctx context.Context, p pending) (*cache.Entry, error) {
 	now := time.Now()
 	e, st := s.cache.Get(&p.cq, now)
@@ -82,23 +82,6 @@ func (s *Server) fetch(ctx context.Context, p pending) (*cache.Entry, error) {
 	case cache.Miss:
 		e = nil
 	}
-	if s.fails.failing(p.key, now) {
-		if e != nil {
-			return e, nil
-		}
-		return nil, errFailing
-	}
-	f := s.startFlight(p, e == nil)
-	select {
-	case <-f.done:
-		if f.err == nil {
-			return f.entry, nil
-		}
-		if e != nil {
-			return e, nil
-		}
-		return nil, f.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	e, _, err := s.lookup(ctx, p, e, now)
+	return e, err
 }

@@ -160,15 +160,12 @@ func (s *Server) offLoopFor(client netip.Addr, fn func()) bool {
 
 // refuseMiss answers a TCP miss that could not be started (its client's share of the slots, or
 // all of them, taken) with REFUSED.
-func (s *Server) refuseMiss(pkt []byte, from netip.AddrPort, start time.Time) []byte {
-	var q query
-	if parseQuery(pkt, &q) != nil {
-		return nil // answer already checked it
-	}
-	resp := s.respond(nil, &q, true, dns.RcodeRefused, nil, start)
+func (s *Server) refuseMiss(m *miss, from netip.AddrPort) []byte {
+	defer m.release()
+	resp := s.respond(nil, &m.q, true, dns.RcodeRefused, nil, m.start)
 	s.count(resp, srcRefused)
 	if s.cfg.QueryLog {
-		s.logQuery(pkt, from, srcRefused, resp, start)
+		s.logQuery(&m.found, from, srcRefused, resp, m.start)
 	}
 	return resp
 }
@@ -184,7 +181,9 @@ func (s *Server) oversize(pkt []byte, from netip.AddrPort, dst []byte, start tim
 	resp := appendError(dst, pkt, dns.RcodeFormatError)
 	s.count(resp, srcError)
 	if s.cfg.QueryLog {
-		s.logQuery(pkt, from, srcError, resp, start)
+		var f found // a cold path: parsed here only for the log line
+		f.parsed = parseQuery(pkt, &f.q) == nil
+		s.logQuery(&f, from, srcError, resp, start)
 	}
 	return resp
 }

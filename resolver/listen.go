@@ -35,8 +35,8 @@ func (s *Server) serveUDPSimple(c *net.UDPConn) {
 			continue
 		}
 		resp, miss := s.answer(buf[:n], from, false, out[:0], now)
-		if miss {
-			s.missUDP(c, buf[:n], from, now)
+		if miss != nil {
+			s.missUDP(c, miss, from)
 			continue
 		}
 		if resp != nil {
@@ -48,10 +48,10 @@ func (s *Server) serveUDPSimple(c *net.UDPConn) {
 // missUDP resolves a query off the read loop and sends the reply from the same socket. A miss
 // over its client's share of the slots, or with none free, is dropped: the client retries, and
 // a flood with forged sources gets nothing back.
-func (s *Server) missUDP(c *net.UDPConn, pkt []byte, from netip.AddrPort, start time.Time) {
-	pkt = append([]byte(nil), pkt...) // the read buffer is reused at once
+func (s *Server) missUDP(c *net.UDPConn, m *miss, from netip.AddrPort) {
+	m.own() // the read buffer is reused at once
 	s.offLoopFor(from.Addr(), func() {
-		if resp := s.resolveSlow(s.ctx, pkt, from, false, start); resp != nil {
+		if resp := s.resolveMiss(s.ctx, m, from, false); resp != nil {
 			c.WriteToUDPAddrPort(resp, from)
 		}
 	})
@@ -130,7 +130,7 @@ func (s *Server) serveConn(c net.Conn, from netip.AddrPort) {
 		}
 		now := time.Now()
 		resp, miss := s.answer(pkt, from, true, out[:0], now)
-		if miss {
+		if miss != nil { // pkt is this query's own: readQuery allocates each
 			select {
 			case pipeline <- struct{}{}:
 			default:
@@ -140,14 +140,14 @@ func (s *Server) serveConn(c net.Conn, from netip.AddrPort) {
 			pending.Add(1)
 			if !s.offLoopFor(from.Addr(), func() {
 				defer func() { <-pipeline; pending.Done() }()
-				if resp := s.resolveSlow(s.ctx, pkt, from, true, now); resp != nil {
+				if resp := s.resolveMiss(s.ctx, miss, from, true); resp != nil {
 					w.write(resp)
 				}
 			}) {
 				<-pipeline
 				pending.Done()
 				// Over TCP the client is not retrying a lost datagram: tell it now.
-				if resp := s.refuseMiss(pkt, from, now); resp != nil && !w.write(resp) {
+				if resp := s.refuseMiss(miss, from); resp != nil && !w.write(resp) {
 					return
 				}
 			}

@@ -270,7 +270,7 @@ func TestQuestionlessErrorReply(t *testing.T) {
 // gets about one packet per miss, not a multiple (issue: 6 000 misses, 18 288 queries).
 func TestRetransmitBudget(t *testing.T) {
 	up := startFault(t, "192.0.2.36", 300)
-	up.Set(faultdns.Delay, time.Second)
+	up.Set(faultdns.Delay, 700*time.Millisecond) // slow, but answering within the second of silence that marks an upstream down
 	s := startServer(t, Config{Forward: forwardTo(up), ResolveTimeout: 3 * time.Second}, testCacheConfig())
 	const n = 300
 	rcodes, _ := askMany(t, s, "slow", n, 150)

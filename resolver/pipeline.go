@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/fleetdns/fleetdns/cache"
@@ -47,27 +48,64 @@ func policySource(r policy.Reason) source {
 }
 
 // answer runs the pipeline as far as it can go without waiting: parse, access control, policy,
-// cache. It appends the reply to dst, or returns miss=true when the query needs an upstream,
-// in which case the caller hands it to resolveSlow off the read loop. A nil reply with
-// miss=false means drop. A cache hit does not allocate.
-func (s *Server) answer(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now time.Time) (resp []byte, miss bool) {
-	resp, src := s.fast(pkt, from, tcp, dst, now)
+// cache. It appends the reply to dst, or returns a miss when the query needs an upstream, which
+// the caller hands to resolveMiss off the read loop: the miss carries what was found (the parsed
+// query, the policy's CNAME, the stale entry), so the worker continues from there. A nil reply
+// without a miss means drop. A cache hit does not allocate.
+func (s *Server) answer(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now time.Time) (resp []byte, m *miss) {
+	var f found
+	resp, src := s.fast(pkt, from, tcp, dst, now, &f)
 	if src == srcMiss {
-		return nil, true
+		m := missPool.Get().(*miss)
+		m.found, m.pkt, m.start = f, pkt, now
+		return nil, m
 	}
 	if src != srcCache && src != srcPrefetch { // hits count themselves, without re-parsing
 		s.count(resp, src)
 	}
 	if s.cfg.QueryLog {
-		s.logQuery(pkt, from, src, resp, now)
+		s.logQuery(&f, from, src, resp, now)
 	}
-	return resp, false
+	return resp, nil
 }
 
-func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now time.Time) ([]byte, source) {
-	var q query
-	switch err := parseQuery(pkt, &q); err {
+// found is what the fast path learned about a query.
+type found struct {
+	q      query
+	parsed bool           // q parsed without error
+	chase  policy.Verdict // Action Chase: the CNAME policy made, to follow off the read loop
+	stale  *cache.Entry   // the expired entry the cache holds, if any
+}
+
+// miss is a query the fast path could not answer, with what it found.
+type miss struct {
+	found
+	pkt   []byte
+	start time.Time // when the query arrived
+}
+
+// missPool recycles misses: one is taken per miss and given back when its answer is made, so
+// that handing what the fast path found to the worker costs no allocation.
+var missPool = sync.Pool{New: func() any { return new(miss) }}
+
+// release gives m back; nothing may use it afterwards.
+func (m *miss) release() {
+	m.found, m.pkt = found{}, nil
+	missPool.Put(m)
+}
+
+// own copies the packet off a read buffer that is about to be reused; the parsed name points
+// into the copy.
+func (m *miss) own() {
+	m.pkt = append([]byte(nil), m.pkt...)
+	m.q.name = m.pkt[12 : 12+len(m.q.name)]
+}
+
+func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now time.Time, f *found) ([]byte, source) {
+	q := &f.q
+	switch err := parseQuery(pkt, q); err {
 	case nil:
+		f.parsed = true
 	case errDrop:
 		return nil, srcDrop
 	case errNotImpl:
@@ -79,7 +117,7 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	s.Stats.Queries.Add(1)
 	p := s.policy.Load()
 	if !p.Allowed(from.Addr()) {
-		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
+		return s.respond(dst, q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
 	if s.rrl != nil && !tcp {
 		switch s.rrl.decide(from.Addr(), now) {
@@ -88,20 +126,20 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 			return nil, srcDrop
 		case rrlSlip:
 			s.hit(limitRRLSlipped)
-			return appendSlip(dst, pkt, &q), srcSlipped
+			return appendSlip(dst, pkt, q), srcSlipped
 		}
 	}
 	if q.edns && q.version != 0 {
 		return s.badVersion(dst, pkt), srcError
 	}
 	if q.qtype == dns.TypeAXFR || q.qtype == dns.TypeIXFR {
-		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
+		return s.respond(dst, q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
 	if q.qclass != dns.ClassINET { // one comparison on the hit path; the rest only for other classes
 		if q.qclass == dns.ClassCHAOS {
 			// The node's identity in server mode; never the upstream's version or host name.
-			if m := s.chaos(&q); m != nil {
-				return s.respond(dst, &q, tcp, dns.RcodeSuccess, m, now), srcLocal
+			if m := s.chaos(q); m != nil {
+				return s.respond(dst, q, tcp, dns.RcodeSuccess, m, now), srcLocal
 			}
 		}
 		// Class NONE and ANY are meta-classes (RFC 2136, RFC 1035 3.2.5), meaningful in
@@ -113,17 +151,18 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 		// "not from this server" where NOTIMP would claim the query kind (RFC 1035 4.1.1)
 		// is unknown. unbound instead resolves class ANY as one query per class it has
 		// hints for, which a forwarder without per-class upstreams has no way to do.
-		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
+		return s.respond(dst, q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	}
 	pq := q.policyQuestion()
 	switch v := p.Decide(&pq); v.Action {
 	case policy.Answer:
 		s.Stats.Policy[v.Reason].Add(1)
-		return s.respond(dst, &q, tcp, v.Msg.Rcode, v.Msg, now), policySource(v.Reason)
+		return s.respond(dst, q, tcp, v.Msg.Rcode, v.Msg, now), policySource(v.Reason)
 	case policy.Refuse:
 		s.Stats.Policy[v.Reason].Add(1)
-		return s.respond(dst, &q, tcp, dns.RcodeRefused, nil, now), srcRefused
+		return s.respond(dst, q, tcp, dns.RcodeRefused, nil, now), srcRefused
 	case policy.Chase:
+		f.chase = v
 		return nil, srcMiss // the CNAME's target may need an upstream: off the read loop
 	}
 	cq := q.cacheQuestion()
@@ -132,23 +171,26 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	switch st {
 	case cache.Prefetch:
 		if q.qtype != dns.TypeANY { // the minimal answer is made here again once it expires
-			s.prefetch(&q)
+			s.prefetch(q)
 		}
 		src = srcPrefetch
 	case cache.Stale, cache.Miss:
 		if q.qtype == dns.TypeANY { // class IN: the others were answered above
-			return s.minimalANY(dst, &q, tcp, now), srcLocal
+			return s.minimalANY(dst, q, tcp, now), srcLocal
 		}
 		if st == cache.Miss || e.RetryDue(now, s.cfg.StaleRetry) {
+			if st == cache.Stale {
+				f.stale = e
+			}
 			return nil, srcMiss // resolved, or refreshed, off the read loop
 		}
 		// A refresh of it runs or failed moments ago: the stale answer goes out at once,
 		// without leaving the read loop, so an outage costs no goroutines for cached names.
 		s.Stats.Misses.Add(1)
-		r := s.reply(&q, tcp)
+		r := s.reply(q, tcp)
 		return s.stale(dst, e, &r, now)
 	}
-	r := s.reply(&q, tcp)
+	r := s.reply(q, tcp)
 	out := e.AppendAnswer(dst, &r, now)
 	s.Stats.Answers[src].Add(1)
 	s.Stats.Requests[typeSlot(q.qtype)][e.Rcode()].Add(1)
@@ -201,11 +243,10 @@ func (s *Server) reply(q *query, tcp bool) cache.Reply {
 
 // logQuery writes one query log line: client, name, type, rcode, latency, where the answer
 // came from.
-func (s *Server) logQuery(pkt []byte, from netip.AddrPort, src source, resp []byte, start time.Time) {
-	var q query
+func (s *Server) logQuery(f *found, from netip.AddrPort, src source, resp []byte, start time.Time) {
 	name, qtype := "", ""
-	if parseQuery(pkt, &q) == nil {
-		name, qtype = q.question().Name, dns.TypeToString[q.qtype]
+	if f.parsed {
+		name, qtype = f.q.question().Name, dns.TypeToString[f.q.qtype]
 	}
 	rcode := "-"
 	if len(resp) >= 12 {
@@ -216,52 +257,51 @@ func (s *Server) logQuery(pkt []byte, from netip.AddrPort, src source, resp []by
 		slog.String("rcode", rcode), slog.Duration("latency", time.Since(start)), slog.String("source", src.String()))
 }
 
-// resolveSlow answers a query that missed the cache or found only a stale answer. It returns
-// nil when there is nothing to send. start is when the query arrived.
-func (s *Server) resolveSlow(ctx context.Context, pkt []byte, from netip.AddrPort, tcp bool, start time.Time) []byte {
-	resp, src := s.slow(ctx, pkt, tcp)
+// resolveMiss answers a query that missed the cache or found only a stale answer, from where
+// the fast path left it. It returns nil when there is nothing to send.
+func (s *Server) resolveMiss(ctx context.Context, m *miss, from netip.AddrPort, tcp bool) []byte {
+	defer m.release()
+	resp, src := s.slow(ctx, m, tcp)
 	s.count(resp, src)
 	if s.cfg.QueryLog {
-		s.logQuery(pkt, from, src, resp, start)
+		s.logQuery(&m.found, from, src, resp, m.start)
 	}
 	return resp
 }
 
-func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source) {
-	var q query
-	if parseQuery(pkt, &q) != nil {
-		return nil, srcDrop // answer already checked it
+func (s *Server) slow(ctx context.Context, m *miss, tcp bool) ([]byte, source) {
+	q := &m.q
+	if m.chase.Action == policy.Chase {
+		return s.chase(ctx, q, m.chase, tcp)
 	}
-	pq := q.policyQuestion()
-	if v := s.policy.Load().Decide(&pq); v.Action == policy.Chase {
-		return s.chase(ctx, &q, v, tcp)
-	}
-	r := s.reply(&q, tcp)
-	cq := q.cacheQuestion()
-	now := time.Now()
-	e, st := s.cache.Get(&cq, now)
-	switch st {
-	case cache.Fresh, cache.Prefetch: // another query filled it meanwhile
-		return e.AppendAnswer(nil, &r, now), srcCache
-	case cache.Stale:
-	default:
-		e = nil
-	}
+	r := s.reply(q, tcp)
 	s.Stats.Misses.Add(1)
-	p := q.pending()
-	key := p.key
+	got, stale, err := s.lookup(ctx, q.pending(), m.stale, m.start)
+	switch {
+	case err != nil:
+		return s.servfailFor(q, tcp, err)
+	case stale:
+		return s.stale(nil, got, &r, time.Now())
+	}
+	return got.AppendAnswer(nil, &r, time.Now()), srcUpstream
+}
 
+// lookup is the one wait of a miss, for a client's question and for every link of a chased
+// CNAME alike: e is the expired entry the cache holds for p, or nil. It applies the failure
+// backoff (RFC 9520), the retry claim of a stale entry, the coalescing of identical questions
+// and the stale client timer, and returns the entry to answer with and whether it is stale.
+func (s *Server) lookup(ctx context.Context, p pending, e *cache.Entry, now time.Time) (*cache.Entry, bool, error) {
 	if e != nil {
 		// A stale answer waits only for a refresh this query starts, and only while that
 		// refresh goes as usual: when a refresh already runs, ran moments ago (and so failed),
 		// or its first packet goes unanswered, the stale answer goes out at once (RFC 8767
 		// allows any client timer up to stale_client_timeout).
-		if !e.ClaimRetry(now, s.cfg.StaleRetry) || s.fails.failing(key, now) {
-			return s.stale(nil, e, &r, time.Now())
+		if !e.ClaimRetry(now, s.cfg.StaleRetry) || s.fails.failing(p.key, now) {
+			return e, true, nil
 		}
-		f, leader := s.flights.join(key)
+		f, leader := s.flights.join(p.key)
 		if !leader {
-			return s.stale(nil, e, &r, time.Now())
+			return e, true, nil
 		}
 		s.runFlight(p, f, false)
 		t := time.NewTimer(s.cfg.StaleClientTimeout)
@@ -269,27 +309,27 @@ func (s *Server) slow(ctx context.Context, pkt []byte, tcp bool) ([]byte, source
 		select {
 		case <-f.done:
 			if f.err == nil {
-				return f.entry.AppendAnswer(nil, &r, time.Now()), srcUpstream
+				return f.entry, false, nil
 			}
 		case <-f.slow:
 		case <-t.C:
 		case <-ctx.Done():
 		}
-		return s.stale(nil, e, &r, time.Now())
+		return e, true, nil
 	}
-	if s.fails.failing(key, now) {
+	if s.fails.failing(p.key, now) {
 		// Resolution failed moments ago (RFC 9520): do not ask again yet.
-		return s.servfailFor(&q, tcp, nil)
+		return nil, false, errFailing
 	}
 	f := s.startFlight(p, true)
 	select {
 	case <-f.done: // entry and err are set once done is closed, not before
 		if f.err == nil {
-			return f.entry.AppendAnswer(nil, &r, time.Now()), srcUpstream
+			return f.entry, false, nil
 		}
-		return s.servfailFor(&q, tcp, f.err)
+		return nil, false, f.err
 	case <-ctx.Done():
-		return s.servfailFor(&q, tcp, ctx.Err())
+		return nil, false, ctx.Err()
 	}
 }
 

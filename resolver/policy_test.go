@@ -2,7 +2,9 @@ package resolver
 
 import (
 	"testing"
+	"time"
 
+	"github.com/fleetdns/fleetdns/bench/faultdns"
 	"github.com/fleetdns/fleetdns/policy"
 	"github.com/miekg/dns"
 )
@@ -67,5 +69,30 @@ func TestPolicyDecisionsCounted(t *testing.T) {
 	}
 	if up.Queries() != 1 {
 		t.Errorf("upstream queries = %d, want 1 (only the A query passes)", up.Queries())
+	}
+}
+
+// A chased CNAME target that is stale behind a dead upstream is answered within the client's
+// stale timer, as a plain stale name is, not after the whole resolution timeout: the chase and
+// the plain miss share one wait.
+func TestChasedTargetStaleAtOnce(t *testing.T) {
+	up := startFault(t, "192.0.2.41", 1) // TTL 1: stale a second later
+	const staleTimer = 300 * time.Millisecond
+	s := startServer(t, Config{Forward: forwardTo(up), StaleClientTimeout: staleTimer, ResolveTimeout: 3 * time.Second}, testCacheConfig())
+	setPolicy(t, s, policy.Config{SynthDC: policy.SynthDC{Label: "dc", Local: "dc1", Domains: []string{"prd.example.test"}}})
+	if r := ask(t, s, "udp", "api.dc.prd.example.test", dns.TypeA); len(r.Answer) != 2 {
+		t.Fatalf("answer %v, want the CNAME and the upstream's A", r.Answer)
+	}
+	up.Set(faultdns.Drop, 0)
+	time.Sleep(1100 * time.Millisecond)
+	start := time.Now()
+	r := ask(t, s, "udp", "api.dc.prd.example.test", dns.TypeA)
+	took := time.Since(start)
+	if len(r.Answer) != 2 || r.Answer[1].(*dns.A).A.String() != "192.0.2.41" {
+		t.Fatalf("answer %v, want the CNAME and the stale A", r.Answer)
+	}
+	t.Logf("stale chased target answered after %s", took.Round(time.Millisecond))
+	if took > staleTimer+200*time.Millisecond {
+		t.Errorf("stale chased target answered after %s, want within the stale client timer %s", took, staleTimer)
 	}
 }

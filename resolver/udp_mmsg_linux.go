@@ -119,10 +119,10 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
 				resp = s.oversize(pkt, from, b.outs[i][:0], now)
 			} else {
-				var miss bool
+				var miss *miss
 				resp, miss = s.answer(pkt, from, false, b.outs[i][:0], now)
-				if miss {
-					s.missUDP(c, pkt, from, now)
+				if miss != nil {
+					s.missUDP(c, miss, from)
 					continue
 				}
 			}
