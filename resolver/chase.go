@@ -3,7 +3,6 @@ package resolver
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/fleetdns/fleetdns/cache"
 	"github.com/fleetdns/fleetdns/policy"
@@ -56,12 +55,12 @@ func (s *Server) chase(ctx context.Context, q *query, v policy.Verdict, tcp bool
 			m.Authoritative = false // the chain ends in data from an upstream
 			src = srcUpstream
 		}
-		return s.respond(nil, q, tcp, m.Rcode, m, time.Now()), src
+		return s.respond(nil, q, tcp, m.Rcode, m, s.now()), src
 	}
 }
 
 func (s *Server) servfail(q *query, tcp bool) ([]byte, source) {
-	return s.respond(nil, q, tcp, dns.RcodeServerFailure, nil, time.Now()), srcServfail
+	return s.respond(nil, q, tcp, dns.RcodeServerFailure, nil, s.now()), srcServfail
 }
 
 // pendingFor describes the resolution of name for a question already in cache form.
@@ -74,7 +73,7 @@ var errFailing = errors.New("resolution failed moments ago")
 // fetch returns a usable answer for p: from the cache, or through lookup (the upstream, or a
 // stale answer within the client's stale timer).
 func (s *Server) fetch(ctx context.Context, p pending) (*cache.Entry, error) {
-	now := time.Now()
+	now := s.now()
 	e, st := s.cache.Get(&p.cq, now)
 	switch st {
 	case cache.Fresh, cache.Prefetch:

@@ -103,7 +103,7 @@ func (c *Control) do(req ControlRequest) (any, error) {
 	case "flush-zone":
 		return s.flush(req.Arg, true)
 	case "cache-dump":
-		return s.dump(time.Now()), nil
+		return s.dump(s.now()), nil
 	case "forwards":
 		return s.forwards(), nil
 	case "reload":

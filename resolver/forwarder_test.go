@@ -142,11 +142,12 @@ func TestFailureCachedBriefly(t *testing.T) {
 
 func TestServeStale(t *testing.T) {
 	up := startFault(t, "192.0.2.11", 1)
+	clk := newClock()
 	s := startServer(t, Config{Forward: forwardTo(up), StaleClientTimeout: 150 * time.Millisecond,
-		ResolveTimeout: 500 * time.Millisecond, StaleRetry: 300 * time.Millisecond}, testCacheConfig())
+		ResolveTimeout: 500 * time.Millisecond, StaleRetry: 300 * time.Millisecond, Clock: clk.Now}, testCacheConfig())
 	ask(t, s, "udp", "stale.example.test", dns.TypeA)
 	up.Set(faultdns.Drop, 0)
-	time.Sleep(1100 * time.Millisecond) // let the one-second TTL run out
+	clk.Advance(1100 * time.Millisecond) // the one-second TTL runs out
 	start := time.Now()
 	r, err := exchange(s, "udp", "stale.example.test", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(1232, false) })
 	if err != nil {
@@ -172,17 +173,17 @@ func TestServeStale(t *testing.T) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
+		clk.Advance(50 * time.Millisecond)
 	}
 	t.Errorf("still stale after the upstream recovered: %v", r.Answer)
 }
 
 func TestPrefetch(t *testing.T) {
 	up := startFault(t, "192.0.2.12", 4)
-	s := startServer(t, Config{Forward: forwardTo(up)}, testCacheConfig())
+	clk := newClock()
+	s := startServer(t, Config{Forward: forwardTo(up), Clock: clk.Now}, testCacheConfig())
 	ask(t, s, "udp", "pre.example.test", dns.TypeA)
-	// Just into the last 10% of the 4s TTL (3.6s to 4s): a sleep only ever runs late, so start
-	// early in the window and leave the rest of it as margin for a loaded machine.
-	time.Sleep(3620 * time.Millisecond)
+	clk.Advance(3700 * time.Millisecond) // into the last 10% of the 4s TTL (3.6s to 4s)
 	r := ask(t, s, "udp", "pre.example.test", dns.TypeA)
 	if firstA(r) != "192.0.2.12" {
 		t.Fatalf("answer %q, want the cached 192.0.2.12", firstA(r))

@@ -27,7 +27,7 @@ func (s *Server) serveUDPSimple(c *net.UDPConn) {
 			}
 			continue
 		}
-		now := time.Now()
+		now := s.now()
 		if n > maxUDPQuery { // the batched loop cannot read more; the same rule everywhere
 			if resp := s.oversize(buf[:maxUDPQuery], from, out[:0], now); resp != nil {
 				c.WriteToUDPAddrPort(resp, from)
@@ -128,7 +128,7 @@ func (s *Server) serveConn(c net.Conn, from netip.AddrPort) {
 			}
 			return
 		}
-		now := time.Now()
+		now := s.now()
 		resp, miss := s.answer(pkt, from, true, out[:0], now)
 		if miss != nil { // pkt is this query's own: readQuery allocates each
 			select {

@@ -254,7 +254,7 @@ func (s *Server) logQuery(f *found, from netip.AddrPort, src source, resp []byte
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "query",
 		slog.String("client", from.String()), slog.String("name", name), slog.String("type", qtype),
-		slog.String("rcode", rcode), slog.Duration("latency", time.Since(start)), slog.String("source", src.String()))
+		slog.String("rcode", rcode), slog.Duration("latency", s.now().Sub(start)), slog.String("source", src.String()))
 }
 
 // resolveMiss answers a query that missed the cache or found only a stale answer, from where
@@ -281,9 +281,9 @@ func (s *Server) slow(ctx context.Context, m *miss, tcp bool) ([]byte, source) {
 	case err != nil:
 		return s.servfailFor(q, tcp, err)
 	case stale:
-		return s.stale(nil, got, &r, time.Now())
+		return s.stale(nil, got, &r, s.now())
 	}
-	return got.AppendAnswer(nil, &r, time.Now()), srcUpstream
+	return got.AppendAnswer(nil, &r, s.now()), srcUpstream
 }
 
 // lookup is the one wait of a miss, for a client's question and for every link of a chased
@@ -344,9 +344,9 @@ func (s *Server) stale(dst []byte, e *cache.Entry, r *cache.Reply, now time.Time
 func (s *Server) servfailFor(q *query, tcp bool, err error) ([]byte, source) {
 	var re *RcodeError
 	if errors.As(err, &re) && re.Rcode == dns.RcodeRefused {
-		return s.respond(nil, q, tcp, dns.RcodeRefused, nil, time.Now()), srcRefused
+		return s.respond(nil, q, tcp, dns.RcodeRefused, nil, s.now()), srcRefused
 	}
-	return s.respond(nil, q, tcp, dns.RcodeServerFailure, nil, time.Now()), srcServfail
+	return s.respond(nil, q, tcp, dns.RcodeServerFailure, nil, s.now()), srcServfail
 }
 
 // prefetch refreshes an answer in the last 10% of its TTL in the background (unbound's rule).
@@ -385,7 +385,7 @@ func (s *Server) runFlight(p pending, f *flight, inline bool) {
 	run := func() {
 		resp, err := s.Forwarder().resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD, f.markSlow, false, 0)
 		var e *cache.Entry
-		now := time.Now()
+		now := s.now()
 		if err == nil {
 			s.policy.Load().FilterUpstream(p.cq.Name, p.dq.Qtype, resp)
 			e, err = s.cache.Build(&p.cq, resp, now)

@@ -49,6 +49,10 @@ type Config struct {
 	// OptionalListen lists addresses whose bind failure (no such address here) is logged, not
 	// fatal: the embedded defaults include [::1]:53, which a host without IPv6 lacks.
 	OptionalListen []netip.AddrPort
+	// Clock is the time the pipeline answers by (cache expiry, prefetch, serve-stale, failure
+	// backoff); nil is time.Now. Tests advance their own instead of sleeping through TTLs.
+	// Sockets, timers and upstream RTTs always run on the real clock.
+	Clock func() time.Time
 	// FreeBind lists prefixes whose listen addresses are bound even while the host does not
 	// have them (IP_FREEBIND): in server mode with announce: kernel the anycast address is on
 	// the host only while the node is healthy, and the listener must be there before that.
@@ -101,6 +105,7 @@ type Stats struct {
 
 // Server answers queries on its listeners.
 type Server struct {
+	now      func() time.Time // cfg.Clock, or time.Now
 	cfg      Config
 	log      *slog.Logger
 	cache    *cache.Cache
@@ -151,11 +156,14 @@ func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Serve
 		cfg.SocketsPerListener = runtime.GOMAXPROCS(0)
 	}
 	cfg.TCP = cfg.TCP.withDefaults()
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
 	fwd, err := NewForwarder(cfg.Forward, cfg.ResolveTimeout)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, cache: c, fails: newFailures(10000),
+	s := &Server{now: cfg.Clock, cfg: cfg, log: log, cache: c, fails: newFailures(10000),
 		slots: make(chan struct{}, cfg.MaxInflight), ctx: context.Background()}
 	s.flights.m = make(map[string]*flight)
 	if cfg.NodeID != "" {

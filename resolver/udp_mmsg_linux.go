@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -106,7 +105,7 @@ func (s *Server) serveUDP(c *net.UDPConn) {
 		if rerr != nil {
 			continue
 		}
-		now := time.Now()
+		now := s.now()
 		m = 0
 		for i := 0; i < n; i++ {
 			h := &b.recv[i]
