@@ -34,10 +34,10 @@ type serverConfig struct {
 	Announce    string
 	Kernel      kernel.Config
 	healthAt    map[string]*yaml.Node // "health" and/or "bgp.health": where each block was given
-	present     bool                  // a server-mode block was given (bgp, announce or kernel)
+	present     bool                  // a server-mode block was given (node, bgp, announce or kernel)
 	announced   []*yaml.Node          // bgp.announce[i]'s prefix value (or the item without one), for errors
 	kernelNodes []*yaml.Node          // kernel.prefixes[i], for errors
-	at          map[string]*yaml.Node // "bgp", "kernel", "announce": where each was given
+	at          map[string]*yaml.Node // "node", "bgp", "kernel", "announce": where each was given
 }
 
 func defaultServerConfig() serverConfig {
@@ -73,6 +73,24 @@ func (s *serverConfig) given(key string, n *yaml.Node) {
 		s.at = map[string]*yaml.Node{}
 	}
 	s.at[key] = n
+}
+
+// serverBlocks lists the blocks of the config in data that only server mode reads, in the
+// order given: client mode ignores them, and says so.
+func serverBlocks(data []byte) []string {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	var out []string
+	top := root.Content[0].Content
+	for i := 0; i+1 < len(top); i += 2 {
+		switch k := top[i].Value; k {
+		case "node", "bgp", "health", "announce", "kernel":
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // announceMode parses the top-level announce key.

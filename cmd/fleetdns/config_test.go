@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -727,6 +730,18 @@ func TestRun(t *testing.T) {
 		{name: "check bad", args: []string{"check", "-config", bad}, code: 1, stderr: bad + `:2: cache.min_ttl: "30" is not a duration`},
 		{name: "check missing file", args: []string{"check", "-config", filepath.Join(dir, "nope.yaml")}, code: 1, stderr: "nope.yaml"},
 		{name: "check without -config", args: []string{"check"}, code: 2, stderr: "-config FILE is required"},
+		{name: "check the file as the argument", args: []string{"check", "testdata/full.yaml"}, code: 0, stdout: "testdata/full.yaml: ok"},
+		{name: "check a file given twice", args: []string{"check", "-config", "testdata/full.yaml", "../../configs/client.yaml"}, code: 2,
+			stderr: "config file given twice: -config testdata/full.yaml and ../../configs/client.yaml"},
+		{name: "check two arguments", args: []string{"check", "a.yaml", "b.yaml"}, code: 2, stderr: `unexpected arguments ["a.yaml" "b.yaml"]: give one config file`},
+		{name: "check -mode server on a client config", args: []string{"check", "-mode", "server", "testdata/full.yaml"}, code: 1,
+			stderr: "testdata/full.yaml: node: server mode needs a bgp block"},
+		{name: "check -mode server on the shipped server example", args: []string{"check", "-mode", "server", "-config", "../../configs/server.yaml"}, code: 0, stdout: "server.yaml: ok"},
+		{name: "check -mode server on the shipped kernel example", args: []string{"check", "-mode", "server", "../../configs/server-kernel.yaml"}, code: 0, stdout: "server-kernel.yaml: ok"},
+		{name: "check -mode unknown", args: []string{"check", "-mode", "stub", "testdata/full.yaml"}, code: 2, stderr: `-mode "stub" is not one of client, server`},
+		{name: "client bad config as the argument", args: []string{"client", bad}, code: 1, stderr: bad + ":2: cache.min_ttl"},
+		{name: "client with a file given twice", args: []string{"client", "-config", bad, bad}, code: 2, stderr: "fleetdns client: config file given twice"},
+		{name: "server with the file as the argument", args: []string{"server", "testdata/full.yaml"}, code: 1, stderr: "server mode needs a bgp block"},
 		{name: "check unknown flag", args: []string{"check", "-conf", bad}, code: 2, stderr: "flag provided but not defined: -conf"},
 		{name: "client bad config", args: []string{"client", "-config", bad}, code: 1, stderr: bad + ":2: cache.min_ttl"},
 		{name: "client defaults without usable resolv.conf", args: []string{"client"}, resolvConf: ownOnly, code: 1,
@@ -828,4 +843,53 @@ func TestAnnounceServed(t *testing.T) {
 			t.Errorf("listen %s: %v, want every prefix served", listen, err)
 		}
 	}
+}
+
+// TestClientWarnsOfServerBlocks: `fleetdns client FILE` runs on FILE (not the embedded
+// defaults), and says which of its blocks only server mode reads.
+func TestClientWarnsOfServerBlocks(t *testing.T) {
+	listen := freeAddr(t)
+	path := filepath.Join(t.TempDir(), "host.yaml")
+	config := fmt.Sprintf("listen: [%q]\nforward: [{zone: \".\", upstreams: [\"127.0.0.1:9\"]}]\ncontrol: {socket: %q}\nnode: {id: n1}\nannounce: none\nhealth: {listen: \"127.0.0.1:8053\"}\n",
+		listen.String(), filepath.Join(socketDir(t), "ctl.sock"))
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"client", path}, io.Discard, &stderr) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(stderr.String(), "msg=serving") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("fleetdns client %s = %d, want 0; stderr:\n%s", path, code, stderr.String())
+	}
+	out := stderr.String()
+	if !strings.Contains(out, "server mode's blocks are ignored by fleetdns client") || !strings.Contains(out, "blocks=\"[node announce health]\"") {
+		t.Errorf("stderr:\n%s\nwant the warning naming node, announce and health", out)
+	}
+	if !strings.Contains(out, listen.String()) {
+		t.Errorf("stderr:\n%s\nwant it serving on %s, the file's listen address (not the embedded defaults)", out, listen)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test reading it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

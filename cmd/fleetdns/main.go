@@ -36,7 +36,7 @@ func main() {
 const usage = `usage:
   fleetdns client [-config FILE]   run the caching stub (embedded defaults without -config)
   fleetdns server -config FILE     run an anycast node: the same pipeline plus BGP
-  fleetdns check -config FILE      validate a config file
+  fleetdns check [-mode client|server] -config FILE   validate a config file
   fleetdns ctl [-socket PATH] [-user NAME] [-json] stats | flush NAME | flush-zone ZONE | cache-dump | forwards | reload
   fleetdns version                 print the version
 `
@@ -84,8 +84,17 @@ func versionString() string {
 func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config file to check")
+	path := fs.String("config", "", "config file to check (or give it as the argument)")
+	mode := fs.String("mode", "client", "the mode the config is for: client or server (server mode's needs are checked too)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := configArg(fs, path); err != nil {
+		fmt.Fprintln(stderr, "fleetdns check:", err)
+		return 2
+	}
+	if *mode != "client" && *mode != "server" {
+		fmt.Fprintf(stderr, "fleetdns check: -mode %q is not one of client, server\n", *mode)
 		return 2
 	}
 	if *path == "" {
@@ -93,6 +102,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := loadConfig(*path)
+	if err == nil && *mode == "server" {
+		err = serverReady(cfg, *path)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -102,6 +114,31 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return 0
+}
+
+// configArg takes a positional argument as the config file (`fleetdns client FILE`), unless
+// -config gave one too or there are more: a file named twice, or an argument that would
+// otherwise be ignored, is an error, never a silent start on the embedded defaults.
+func configArg(fs *flag.FlagSet, path *string) error {
+	switch rest := fs.Args(); {
+	case len(rest) == 0:
+		return nil
+	case len(rest) > 1:
+		return fmt.Errorf("unexpected arguments %q: give one config file", rest)
+	case *path != "":
+		return fmt.Errorf("config file given twice: -config %s and %s", *path, rest[0])
+	default:
+		*path = rest[0]
+		return nil
+	}
+}
+
+// serverReady reports a config that lacks what server mode needs.
+func serverReady(cfg config, path string) error {
+	if !cfg.Server.present {
+		return fmt.Errorf("%s: node: server mode needs a bgp block, or announce: kernel with a kernel block, or announce: none with health.listen; and node.id", path)
+	}
+	return nil
 }
 
 // defaultGCPercent replaces Go's GOGC=100 unless the environment sets GOGC: the cache is most
@@ -115,8 +152,12 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config file (default: embedded defaults, upstreams from /etc/resolv.conf)")
+	path := fs.String("config", "", "config file, or give it as the argument (default: embedded defaults, upstreams from /etc/resolv.conf)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := configArg(fs, path); err != nil {
+		fmt.Fprintln(stderr, "fleetdns client:", err)
 		return 2
 	}
 	cfg := defaultConfig()
@@ -132,6 +173,13 @@ func runClient(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(stderr, cfg.Log)
+	if *path != "" {
+		if data, err := os.ReadFile(*path); err == nil {
+			if ignored := serverBlocks(data); len(ignored) > 0 {
+				log.Warn("config: server mode's blocks are ignored by fleetdns client", "file", *path, "blocks", ignored)
+			}
+		}
+	}
 	cfg.Resolver.QueryLog = cfg.Log.Queries
 	if path := os.Getenv("FLEETDNS_CPUPROFILE"); path != "" {
 		// For benchmarks: "where fleetdns loses" comes with a profile. %p becomes the PID, so

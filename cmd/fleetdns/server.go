@@ -46,8 +46,12 @@ func newSpeaker(cfg serverConfig, log *slog.Logger, reg prometheus.Registerer) (
 func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config file (required)")
+	path := fs.String("config", "", "config file (required; or give it as the argument)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := configArg(fs, path); err != nil {
+		fmt.Fprintln(stderr, "fleetdns server:", err)
 		return 2
 	}
 	if *path == "" {
@@ -55,8 +59,8 @@ func runServer(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg, pol, err := loadConfigPolicy(*path)
-	if err == nil && !cfg.Server.present {
-		err = fmt.Errorf("%s: node: server mode needs a bgp block, or announce: kernel with a kernel block, or announce: none with health.listen; and node.id", *path)
+	if err == nil {
+		err = serverReady(cfg, *path)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
