@@ -26,6 +26,21 @@ type Config struct {
 	StaleTTL       time.Duration // how long after expiry an answer may still be served
 }
 
+// The defaults: what New puts where a Config leaves a bound at zero, and what DefaultConfig
+// (the embedded client config) starts from.
+const (
+	DefaultMaxTTL         = 24 * time.Hour
+	DefaultMaxNegativeTTL = 60 * time.Second
+	DefaultSize           = 100000
+	DefaultStaleTTL       = 24 * time.Hour
+)
+
+// DefaultConfig is the cache of the embedded client config: prefetch and serve-stale on.
+func DefaultConfig() Config {
+	return Config{Size: DefaultSize, MaxTTL: DefaultMaxTTL, MaxNegativeTTL: DefaultMaxNegativeTTL,
+		Prefetch: true, ServeStale: true, StaleTTL: DefaultStaleTTL}
+}
+
 // Validate reports a config the cache cannot work with.
 func (c Config) Validate() error {
 	switch {
@@ -113,10 +128,10 @@ func New(cfg Config) (*Cache, error) {
 		return nil, err
 	}
 	if cfg.MaxTTL == 0 {
-		cfg.MaxTTL = 24 * time.Hour
+		cfg.MaxTTL = DefaultMaxTTL
 	}
 	if cfg.MaxNegativeTTL == 0 {
-		cfg.MaxNegativeTTL = 60 * time.Second
+		cfg.MaxNegativeTTL = DefaultMaxNegativeTTL
 	}
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = DefaultMaxBytes

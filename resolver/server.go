@@ -59,6 +59,10 @@ type Config struct {
 	FreeBind []netip.Prefix
 }
 
+// DefaultStaleClientTimeout is how long a client holding a stale answer waits for its refresh
+// unless the config says otherwise (RFC 8767 suggests 1.8 s).
+const DefaultStaleClientTimeout = 1800 * time.Millisecond
+
 // Validate reports a config New would reject.
 func (c Config) Validate() error {
 	if len(c.Listen) == 0 {
@@ -138,7 +142,7 @@ func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Serve
 		return nil, errors.New("resolver: cache, policy and logger are required")
 	}
 	if cfg.StaleClientTimeout == 0 {
-		cfg.StaleClientTimeout = 1800 * time.Millisecond
+		cfg.StaleClientTimeout = DefaultStaleClientTimeout
 	}
 	if cfg.StaleRetry == 0 {
 		cfg.StaleRetry = 5 * time.Second

@@ -56,12 +56,9 @@ func defaultConfig() config {
 		Resolver: resolver.Config{
 			Listen:             listen,
 			OptionalListen:     listen[1:],
-			StaleClientTimeout: 1800 * time.Millisecond,
+			StaleClientTimeout: resolver.DefaultStaleClientTimeout,
 		},
-		Cache: cache.Config{
-			Size: 100000, MaxTTL: 24 * time.Hour, MaxNegativeTTL: 60 * time.Second,
-			Prefetch: true, ServeStale: true, StaleTTL: 24 * time.Hour,
-		},
+		Cache: cache.DefaultConfig(),
 		Policy: policy.Config{AccessControl: []netip.Prefix{
 			netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}},
 		Log:    logConfig{Level: slog.LevelInfo, Format: "text"},
