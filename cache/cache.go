@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetdns/fleetdns/field"
 	"github.com/miekg/dns"
 )
 
@@ -42,18 +43,27 @@ func DefaultConfig() Config {
 }
 
 // Validate reports a config the cache cannot work with.
+// Its errors name the config keys (field.Error).
 func (c Config) Validate() error {
-	switch {
-	case c.Size <= 0:
-		return errors.New("size must be positive")
-	case c.MaxBytes < 0:
-		return errors.New("max_bytes must not be negative")
-	case c.MinTTL < 0 || c.MaxTTL < 0 || c.MaxNegativeTTL < 0 || c.StaleTTL < 0:
-		return errors.New("durations must not be negative")
-	case c.MaxTTL > 0 && c.MinTTL > c.MaxTTL:
-		return fmt.Errorf("min_ttl %s is above max_ttl %s", c.MinTTL, c.MaxTTL)
+	var errs []error
+	if c.Size <= 0 {
+		errs = append(errs, field.Errorf("size", "%d is not a whole number of at least 1", c.Size))
 	}
-	return nil
+	if c.MaxBytes < 0 {
+		errs = append(errs, field.Errorf("max_bytes", "must not be negative"))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"min_ttl", c.MinTTL}, {"max_ttl", c.MaxTTL}, {"max_negative_ttl", c.MaxNegativeTTL}, {"stale_ttl", c.StaleTTL}} {
+		if d.v < 0 {
+			errs = append(errs, field.Errorf(d.key, "%s must not be negative", d.v))
+		}
+	}
+	if c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {
+		errs = append(errs, field.Errorf("min_ttl", "%s is above max_ttl %s", c.MinTTL, c.MaxTTL))
+	}
+	return errors.Join(errs...)
 }
 
 // State is what a lookup found.

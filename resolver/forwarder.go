@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetdns/fleetdns/field"
 	"github.com/miekg/dns"
 )
 
@@ -23,25 +24,45 @@ type ZoneConfig struct {
 
 // Validate reports a zone New would reject.
 func (z ZoneConfig) Validate() error {
-	if _, ok := dns.IsDomainName(z.Zone); !ok {
-		return fmt.Errorf("zone %q is not a domain name", z.Zone)
+	var errs []error
+	if _, ok := dns.IsDomainName(z.Zone); !ok || z.Zone == "" {
+		errs = append(errs, field.Errorf("zone", "%q is not a domain name", z.Zone))
 	}
 	if len(z.Upstreams) == 0 {
-		return fmt.Errorf("zone %q has no upstreams", z.Zone)
+		errs = append(errs, field.Errorf("upstreams", "at least one upstream is needed"))
 	}
 	for _, u := range z.Upstreams {
 		if !u.IsValid() || u.Port() == 0 {
-			return fmt.Errorf("zone %q: invalid upstream %v", z.Zone, u)
+			errs = append(errs, field.Errorf("upstreams", "%v is not an address and port an upstream answers on", u))
 		}
 	}
 	switch z.Protocol {
 	case "", "udp", "tcp":
 	case "tls":
-		return fmt.Errorf("zone %q: protocol tls is not built yet", z.Zone)
+		errs = append(errs, field.Errorf("protocol", "tls is not supported by this version yet"))
 	default:
-		return fmt.Errorf("zone %q: protocol %q is not one of udp, tcp", z.Zone, z.Protocol)
+		errs = append(errs, field.Errorf("protocol", "%q is not one of udp, tcp", z.Protocol))
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// ValidateZones checks the forward zones, each and together (no zone listed twice); errors
+// carry each key's path ("[1].protocol"), for the config's "forward".
+func ValidateZones(zones []ZoneConfig) error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, z := range zones {
+		item := fmt.Sprintf("[%d]", i)
+		if err := z.Validate(); err != nil {
+			errs = append(errs, field.Under(item, err))
+		}
+		if name := dns.CanonicalName(z.Zone); z.Zone != "" && seen[name] {
+			errs = append(errs, field.Errorf(item+".zone", "zone %q is listed twice", z.Zone))
+		} else {
+			seen[name] = true
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Forwarder sends questions to the upstream pool of the longest matching forward zone.
@@ -60,15 +81,12 @@ var ErrNoZone = errors.New("no forward zone for name")
 
 // NewForwarder builds the pools. deadline bounds one resolution across all upstreams.
 func NewForwarder(zones []ZoneConfig, deadline time.Duration) (*Forwarder, error) {
+	if err := ValidateZones(zones); err != nil {
+		return nil, field.Under("forward", err)
+	}
 	f := &Forwarder{pools: make(map[string]*Pool), deadline: deadline}
 	for _, z := range zones {
-		if err := z.Validate(); err != nil {
-			return nil, err
-		}
 		name := dns.CanonicalName(z.Zone)
-		if _, dup := f.pools[name]; dup {
-			return nil, fmt.Errorf("zone %q is listed twice", z.Zone)
-		}
 		p := &Pool{Zone: name, tcp: z.Protocol == "tcp"}
 		p.budget.init()
 		for _, a := range z.Upstreams {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fleetdns/fleetdns/cache"
+	"github.com/fleetdns/fleetdns/field"
 	"github.com/fleetdns/fleetdns/policy"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
@@ -76,10 +77,8 @@ func (c Config) Validate() error {
 	if len(c.Forward) == 0 {
 		return errors.New("forward: at least one zone is needed")
 	}
-	for _, z := range c.Forward {
-		if err := z.Validate(); err != nil {
-			return fmt.Errorf("forward: %w", err)
-		}
+	if err := ValidateZones(c.Forward); err != nil {
+		return field.Under("forward", err)
 	}
 	if c.StaleClientTimeout < 0 || c.ResolveTimeout < 0 || c.StaleRetry < 0 {
 		return errors.New("timeouts must not be negative")

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/fleetdns/fleetdns/cache"
+	"github.com/fleetdns/fleetdns/field"
 	"github.com/fleetdns/fleetdns/policy"
 	"github.com/fleetdns/fleetdns/resolver"
-	"github.com/miekg/dns"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -249,7 +249,6 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 }
 
 func (p *parser) cache(n *yaml.Node, c *cache.Config, r *resolver.Config) {
-	minTTLNode := n
 	p.mapping(n, "cache", func(key string, k, v *yaml.Node) {
 		switch key {
 		case "cache.size":
@@ -258,7 +257,6 @@ func (p *parser) cache(n *yaml.Node, c *cache.Config, r *resolver.Config) {
 			c.MaxBytes = p.size(v, key)
 		case "cache.min_ttl":
 			c.MinTTL = p.duration(v, key)
-			minTTLNode = v
 		case "cache.max_ttl":
 			c.MaxTTL = p.duration(v, key)
 		case "cache.max_negative_ttl":
@@ -275,9 +273,7 @@ func (p *parser) cache(n *yaml.Node, c *cache.Config, r *resolver.Config) {
 			p.errorf(k, key, "unknown key")
 		}
 	})
-	if c.MaxTTL > 0 && c.MinTTL > c.MaxTTL {
-		p.errorf(minTTLNode, "cache.min_ttl", "%s is above max_ttl %s", c.MinTTL, c.MaxTTL)
-	}
+	p.check("cache", n, c.Validate()) // the cache's rules (min_ttl at most max_ttl)
 }
 
 // serverRateLimit is rate_limit where the config has a bgp block (server mode) and no
@@ -325,9 +321,9 @@ func (p *parser) prefixLen(n *yaml.Node, key string, bits int) int {
 	return v
 }
 
+// forward maps the forward list; its rules (names, duplicates, protocols) are the resolver's.
 func (p *parser) forward(n *yaml.Node) []resolver.ZoneConfig {
 	var zones []resolver.ZoneConfig
-	seen := map[string]bool{}
 	p.entries(n, "forward", "zones", func(prefix string, item *yaml.Node) {
 		var z resolver.ZoneConfig
 		var hasZone, hasUpstreams bool
@@ -336,29 +332,11 @@ func (p *parser) forward(n *yaml.Node) []resolver.ZoneConfig {
 			case "zone":
 				hasZone = true
 				z.Zone = p.str(v, key)
-				if _, ok := dns.IsDomainName(z.Zone); !ok || z.Zone == "" {
-					p.errorf(v, key, "%q is not a domain name", z.Zone)
-				}
-				if name := dns.CanonicalName(z.Zone); seen[name] {
-					p.errorf(v, key, "zone %q is listed twice", z.Zone)
-				} else {
-					seen[name] = true
-				}
 			case "upstreams":
 				hasUpstreams = true
 				z.Upstreams = p.addrList(v, key, 53)
-				if len(v.Content) == 0 && v.Kind == yaml.SequenceNode {
-					p.errorf(v, key, "at least one upstream is needed")
-				}
 			case "protocol":
 				z.Protocol = p.str(v, key)
-				switch z.Protocol {
-				case "udp", "tcp":
-				case "tls":
-					p.errorf(v, key, "tls is not supported by this version yet")
-				default:
-					p.errorf(v, key, "%q is not one of udp, tcp", z.Protocol)
-				}
 			default:
 				p.errorf(k, key, "unknown key")
 			}
@@ -371,6 +349,7 @@ func (p *parser) forward(n *yaml.Node) []resolver.ZoneConfig {
 		}
 		zones = append(zones, z)
 	})
+	p.check("forward", n, resolver.ValidateZones(zones))
 	return zones
 }
 
@@ -398,14 +377,68 @@ func (p *parser) log(n *yaml.Node, l *logConfig) {
 	})
 }
 
-// parser walks YAML nodes and collects errors that name file, line and key.
+// parser walks YAML nodes and collects errors that name file, line and key. It remembers the
+// node of every key path it walked, so that a package's Validate, which names key paths
+// (field.Error), is reported at the line of the key it rejects.
 type parser struct {
-	file string
-	errs []error
+	file  string
+	errs  []error
+	nodes map[string]*yaml.Node // key path -> its value (a list item: the item)
+	bad   map[string]bool       // key paths already reported
 }
 
 func (p *parser) errorf(n *yaml.Node, key, format string, args ...any) {
+	if p.bad == nil {
+		p.bad = map[string]bool{}
+	}
+	p.bad[key] = true
 	p.errs = append(p.errs, fmt.Errorf("%s:%d: %s: %s", p.file, n.Line, key, fmt.Sprintf(format, args...)))
+}
+
+// check reports a package's verdict on the block at base (its Validate's errors, paths relative
+// to base) at the lines of the keys they name. A key already reported while decoding (not a
+// duration, missing) is not reported again for what followed from it.
+func (p *parser) check(base string, block *yaml.Node, err error) {
+	field.Each(err, func(e *field.Error) {
+		path := field.Join(base, e.Path)
+		if p.reported(path) {
+			return
+		}
+		p.errorf(p.nodeOf(path, block), path, "%s", e.Msg)
+	})
+}
+
+// reported tells whether path, a key above it or a key below it was reported already.
+func (p *parser) reported(path string) bool {
+	under := func(a, b string) bool { return strings.HasPrefix(a, b+".") || strings.HasPrefix(a, b+"[") }
+	for b := range p.bad {
+		if b == path || under(path, b) || under(b, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// nodeOf is the node of path, or of the nearest key above it that was given, or block.
+func (p *parser) nodeOf(path string, block *yaml.Node) *yaml.Node {
+	for path != "" {
+		if n, ok := p.nodes[path]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return block
+}
+
+func (p *parser) remember(path string, n *yaml.Node) {
+	if p.nodes == nil {
+		p.nodes = map[string]*yaml.Node{}
+	}
+	p.nodes[path] = n
 }
 
 // entries walks a list of mappings (forward, local_zones, bgp.peers, bgp.announce), calling fn
@@ -416,7 +449,9 @@ func (p *parser) entries(n *yaml.Node, key, what string, fn func(path string, it
 		return
 	}
 	for i, item := range n.Content {
-		fn(fmt.Sprintf("%s[%d]", key, i), item)
+		path := fmt.Sprintf("%s[%d]", key, i)
+		p.remember(path, item)
+		fn(path, item)
 	}
 }
 
@@ -442,6 +477,7 @@ func (p *parser) mapping(n *yaml.Node, path string, fn func(key string, k, v *ya
 			continue
 		}
 		seen[key] = true
+		p.remember(key, v)
 		fn(key, k, v)
 	}
 }
