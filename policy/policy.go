@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/fleetdns/fleetdns/field"
 	"github.com/miekg/dns"
 )
 
@@ -56,18 +57,32 @@ type SynthDC struct {
 
 // Validate reports a config New would reject, without reading files.
 func (c Config) Validate() error {
+	return c.validate()
+}
+
+// ValidateLocalZones checks local zones (their types are unbound's); errors carry each key's
+// path ("[1].type"), for the config's "local_zones".
+func ValidateLocalZones(zones []LocalZone) error {
+	var errs []error
+	for i, z := range zones {
+		if _, err := parseZoneType(z.Type); err != nil {
+			errs = append(errs, field.Errorf(fmt.Sprintf("[%d].type", i), "%s: %v", z.Name, err))
+		}
+		if _, ok := dns.IsDomainName(z.Name); !ok {
+			errs = append(errs, field.Errorf(fmt.Sprintf("[%d].zone", i), "%q is not a domain name", z.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) validate() error {
 	for _, p := range c.AccessControl {
 		if !p.IsValid() {
 			return fmt.Errorf("access_control: invalid prefix %v", p)
 		}
 	}
-	for _, z := range c.LocalZones {
-		if _, err := parseZoneType(z.Type); err != nil {
-			return fmt.Errorf("local_zones: %s: %w", z.Name, err)
-		}
-		if _, ok := dns.IsDomainName(z.Name); !ok {
-			return fmt.Errorf("local_zones: %q is not a domain name", z.Name)
-		}
+	if err := ValidateLocalZones(c.LocalZones); err != nil {
+		return field.Under("local_zones", err)
 	}
 	names := append(append(append([]string{}, c.BlockAAAA.Suffixes...), c.JunkGuard...), c.SynthDC.Domains...)
 	for _, n := range names {

@@ -12,8 +12,6 @@ import (
 // The policy part of the config: local zones and data, AAAA blocking, synthesized names and the
 // junk guard.
 
-var zoneTypes = []string{"static", "transparent", "typetransparent", "redirect", "refuse", "always_nxdomain"}
-
 func (p *parser) localZones(n *yaml.Node) []policy.LocalZone {
 	var zones []policy.LocalZone
 	p.entries(n, "local_zones", "zones", func(prefix string, item *yaml.Node) {
@@ -24,9 +22,6 @@ func (p *parser) localZones(n *yaml.Node) []policy.LocalZone {
 				z.Name = p.domain(v, key)
 			case "type":
 				z.Type = p.str(v, key)
-				if !contains(zoneTypes, z.Type) {
-					p.errorf(v, key, "%q is not one of %s", z.Type, strings.Join(zoneTypes, ", "))
-				}
 			default:
 				p.errorf(k, key, "unknown key")
 			}
@@ -36,6 +31,7 @@ func (p *parser) localZones(n *yaml.Node) []policy.LocalZone {
 		}
 		zones = append(zones, z)
 	})
+	p.check("local_zones", n, policy.ValidateLocalZones(zones)) // the types are policy's
 	return zones
 }
 

@@ -534,6 +534,14 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{`bad.yaml:2: announce: "ospf" is not one of bgp, kernel, none`},
 		},
 		{
+			name: "local zone type, reported by policy at its line",
+			yaml: "local_zones:\n  - {zone: a.test, type: static}\n  - zone: b.test\n    type: deny\n  - {zone: c.test}\n" + okForward,
+			want: []string{
+				`bad.yaml:5: local_zones[2]: needs zone and type`,
+				`bad.yaml:4: local_zones[1].type: b.test: type "deny" is not one of static, transparent, typetransparent, redirect, refuse, always_nxdomain`,
+			},
+		},
+		{
 			name: "health given twice",
 			yaml: "node: {id: n1}\nhealth: {rise: 2}\nbgp:\n  health: {rise: 2}\n" + okForward,
 			want: []string{`bad.yaml:4: bgp.health: given together with the top-level health block: keep only health`},
