@@ -288,8 +288,8 @@ func (p *parser) peers(n *yaml.Node) []bgp.Peer {
 				pe.Password = p.str(v, key)
 			case "hold_time":
 				pe.HoldTime = p.duration(v, key)
-				if pe.HoldTime < 3*time.Second {
-					p.errorf(v, key, "%s is below the 3s minimum of BGP (RFC 4271)", pe.HoldTime)
+				if err := bgp.CheckHoldTime(pe.HoldTime); err != nil && !p.reported(key) {
+					p.errorf(v, key, "%v", err) // BGP's rule, at the key's line
 				}
 			case "multihop":
 				pe.Multihop = uint8(min(p.integer(v, key, 0), 255))
@@ -330,8 +330,8 @@ func (p *parser) announce(n *yaml.Node) ([]bgp.Prefix, []*yaml.Node) {
 				}
 			case "communities":
 				for _, c := range p.strList(v, key) {
-					if !isCommunity(c) {
-						p.errorf(v, key, "%q is not a community (65000:53)", c)
+					if err := bgp.CheckCommunity(c); err != nil {
+						p.errorf(v, key, "%v", err) // BGP's rule, at the key's line
 					}
 					pr.Communities = append(pr.Communities, c)
 				}
@@ -418,14 +418,4 @@ func (p *parser) addr(n *yaml.Node, key string) netip.Addr {
 		p.errorf(n, key, "%q is not an IP address", s)
 	}
 	return a
-}
-
-func isCommunity(s string) bool {
-	a, b, ok := strings.Cut(s, ":")
-	if !ok {
-		return false
-	}
-	_, err1 := strconv.ParseUint(a, 10, 16)
-	_, err2 := strconv.ParseUint(b, 10, 16)
-	return err1 == nil && err2 == nil
 }

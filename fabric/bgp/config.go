@@ -115,10 +115,8 @@ func (c Config) Validate() error {
 			}
 		}
 		if p.HoldTime != 0 {
-			if p.HoldTime < minHoldTime || p.HoldTime > maxHoldTime {
-				bad("%s: hold_time %v: must be between %v and %v", name, p.HoldTime, minHoldTime, maxHoldTime)
-			} else if p.HoldTime%time.Second != 0 {
-				bad("%s: hold_time %v: must be whole seconds", name, p.HoldTime)
+			if err := CheckHoldTime(p.HoldTime); err != nil {
+				bad("%s: hold_time %w", name, err)
 			}
 		}
 		if p.Multihop != 0 && p.ASN == c.ASN {
@@ -150,7 +148,7 @@ func (c Config) Validate() error {
 			bad("%s: no peer of this address family would carry it (IPv6 prefixes need an IPv6 session and IPv4 prefixes an IPv4 one)", name)
 		}
 		for _, s := range p.Communities {
-			if _, err := parseCommunity(s); err != nil {
+			if err := CheckCommunity(s); err != nil {
 				bad("%s: %w", name, err)
 			}
 		}
@@ -177,16 +175,33 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// parseCommunity parses an RFC 1997 community written "ASN:value".
+// CheckHoldTime is BGP's rule for a hold time (RFC 4271: 0 or at least 3 s; we do not offer 0,
+// which turns keepalives off), which a config's bgp.peers[].hold_time must follow.
+func CheckHoldTime(d time.Duration) error {
+	switch {
+	case d < minHoldTime:
+		return fmt.Errorf("%s is below the 3s minimum of BGP (RFC 4271)", d)
+	case d > maxHoldTime:
+		return fmt.Errorf("%s is above the %s maximum of BGP", d, maxHoldTime)
+	case d%time.Second != 0:
+		return fmt.Errorf("%s: must be whole seconds", d)
+	}
+	return nil
+}
+
+// CheckCommunity reports a community that is not RFC 1997's "ASN:value".
+func CheckCommunity(s string) error {
+	_, err := parseCommunity(s)
+	return err
+}
+
+// parseCommunity parses an RFC 1997 community written "ASN:value", each half 0 to 65535.
 func parseCommunity(s string) (uint32, error) {
 	hi, lo, ok := strings.Cut(s, ":")
-	if !ok {
-		return 0, fmt.Errorf("community %q: want ASN:value", s)
-	}
 	h, err1 := strconv.ParseUint(hi, 10, 16)
 	l, err2 := strconv.ParseUint(lo, 10, 16)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("community %q: both halves must be numbers from 0 to 65535", s)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("%q is not a community (65000:53)", s)
 	}
 	return uint32(h)<<16 | uint32(l), nil
 }
