@@ -9,6 +9,7 @@ import (
 
 	"github.com/fleetdns/fleetdns/bench/faultdns"
 	"github.com/fleetdns/fleetdns/cache"
+	"github.com/fleetdns/fleetdns/resolver/upstream"
 	"github.com/miekg/dns"
 )
 
@@ -60,7 +61,7 @@ func BenchmarkMiss(b *testing.B) {
 	}
 	defer up.Close()
 	s := newOfflineServer(b)
-	fwd, err := NewForwarder(forwardTo(up), 4*time.Second)
+	fwd, err := upstream.NewForwarder(forwardTo(up), 4*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fleetdns/fleetdns/bench/faultdns"
+	"github.com/fleetdns/fleetdns/resolver/upstream"
 	"github.com/miekg/dns"
 )
 
@@ -72,7 +73,7 @@ func TestProbeDoesNotHoldTheClient(t *testing.T) {
 	for i := range 3 {
 		ask(t, s, "udp", fmt.Sprintf("slow%d.example.test", i), dns.TypeA)
 	}
-	if rto := s.Forwarder().Pools()[0].Upstreams[0].rto(); rto < 120*time.Millisecond {
+	if rto := s.Forwarder().Pools()[0].Upstreams[0].RTO(); rto < 120*time.Millisecond {
 		t.Fatalf("rto %s after slow answers, want at least 120ms for the test to mean anything", rto)
 	}
 	up.Set(faultdns.Drop, 0)
@@ -102,7 +103,7 @@ func TestProbeDoesNotHoldTheClient(t *testing.T) {
 		if r := ask(t, s, "udp", fmt.Sprintf("back%d.example.test", i), dns.TypeA); r.Rcode == dns.RcodeSuccess {
 			break
 		}
-		if time.Since(back) > maxProbe+2*time.Second {
+		if time.Since(back) > upstream.MaxProbe+2*time.Second {
 			t.Fatalf("still failing %s after the upstream came back: the background probe did not bring it back", time.Since(back))
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -227,8 +227,8 @@ func (s *Server) forwards() []ForwardStatus {
 		for _, u := range p.Upstreams {
 			st := u.Status()
 			var n uint64
-			for r := range u.results {
-				n += u.results[r].Load()
+			for _, c := range u.Counts().Results {
+				n += c
 			}
 			fs.Upstreams = append(fs.Upstreams, UpstreamReport{Addr: u.Addr.String(), TCP: u.TCP, Healthy: st.Healthy,
 				SRTTms: float64(st.SRTT.Microseconds()) / 1000, Fails: st.Fails, Queries: n})

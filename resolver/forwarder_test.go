@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetdns/fleetdns/bench/faultdns"
+	"github.com/fleetdns/fleetdns/resolver/upstream"
 	"github.com/miekg/dns"
 )
 
@@ -265,7 +266,7 @@ func TestProbeDoesNotHoldUpstreamUp(t *testing.T) {
 		if err == nil {
 			t.Fatal("Probe passed with a dead upstream")
 		}
-		down = errors.Is(err, ErrUpstreamsDown)
+		down = errors.Is(err, upstream.ErrUpstreamsDown)
 		time.Sleep(100 * time.Millisecond)
 	}
 	if !down {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetdns/fleetdns/bench/faultdns"
+	"github.com/fleetdns/fleetdns/resolver/upstream"
 	"github.com/miekg/dns"
 )
 
@@ -152,7 +153,7 @@ func TestDeadUpstreamNotTriedFirst(t *testing.T) {
 		t.Errorf("%d of 2000 misses took over 100ms with one live upstream, want 0", slow)
 	}
 	// Probes: at most one per probe interval (1s first), each up to maxSends packets.
-	if max := int64(took/firstProbe+2) * maxSends; probes > max {
+	if max := int64(took/upstream.FirstProbe+2) * upstream.MaxSends; probes > max {
 		t.Errorf("%d packets to the dead upstream in %s, want at most %d (probes only)", probes, took, max)
 	}
 }
@@ -195,7 +196,7 @@ func TestUpstreamDownFailsFastAndRecovers(t *testing.T) {
 		if r.Rcode == dns.RcodeSuccess {
 			break
 		}
-		if time.Since(back) > maxProbe+2*time.Second {
+		if time.Since(back) > upstream.MaxProbe+2*time.Second {
 			t.Fatalf("still failing %s after the upstream came back", time.Since(back))
 		}
 		time.Sleep(20 * time.Millisecond)

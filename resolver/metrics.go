@@ -2,9 +2,9 @@ package resolver
 
 import (
 	"encoding/binary"
-	"time"
 
 	"github.com/fleetdns/fleetdns/policy"
+	"github.com/fleetdns/fleetdns/resolver/upstream"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -84,29 +84,6 @@ func (s *Server) count(resp []byte, src source) {
 		}
 	}
 	s.Stats.Requests[slot][resp[3]&0xf].Add(1)
-}
-
-// rttBuckets are the upper bounds of the upstream RTT histogram.
-var rttBuckets = []time.Duration{
-	500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
-	10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
-	200 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second,
-}
-
-// results of one try of an upstream.
-type result int
-
-const (
-	resultOK result = iota
-	resultServfail
-	resultRefused
-	resultTimeout
-	resultError
-	numResults
-)
-
-func (r result) String() string {
-	return [...]string{"ok", "servfail", "refused", "timeout", "error"}[r]
 }
 
 var (
@@ -192,18 +169,18 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range fwd.Pools() {
 		for _, u := range p.Upstreams {
 			addr := u.Addr.String()
-			for r := result(0); r < numResults; r++ {
-				counter(descUpQueries, u.results[r].Load(), p.Zone, addr, r.String())
+			c := u.Counts()
+			for r := upstream.Result(0); r < upstream.NumResults; r++ {
+				counter(descUpQueries, c.Results[r], p.Zone, addr, r.String())
 			}
-			buckets := make(map[float64]uint64, len(rttBuckets))
+			buckets := make(map[float64]uint64, len(upstream.RTTBuckets))
 			var cum uint64
-			for i, b := range rttBuckets {
-				cum += u.rtt[i].Load()
+			for i, b := range upstream.RTTBuckets {
+				cum += c.RTT[i]
 				buckets[b.Seconds()] = cum
 			}
-			total := cum + u.rtt[len(rttBuckets)].Load()
-			ch <- prometheus.MustNewConstHistogram(descUpRTT, total,
-				float64(u.rttSum.Load())/float64(time.Second), buckets, p.Zone, addr)
+			total := cum + c.RTT[len(upstream.RTTBuckets)]
+			ch <- prometheus.MustNewConstHistogram(descUpRTT, total, c.RTTSum.Seconds(), buckets, p.Zone, addr)
 			healthy := 0.0
 			if u.Status().Healthy {
 				healthy = 1

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetdns/fleetdns/cache"
 	"github.com/fleetdns/fleetdns/policy"
+	"github.com/fleetdns/fleetdns/resolver/upstream"
 	"github.com/miekg/dns"
 )
 
@@ -342,7 +343,7 @@ func (s *Server) stale(dst []byte, e *cache.Entry, r *cache.Reply, now time.Time
 // servfailFor answers a failed resolution: SERVFAIL, or REFUSED when every upstream asked
 // refused (their word is passed on, not turned into a failure of ours).
 func (s *Server) servfailFor(q *query, tcp bool, err error) ([]byte, source) {
-	var re *RcodeError
+	var re *upstream.RcodeError
 	if errors.As(err, &re) && re.Rcode == dns.RcodeRefused {
 		return s.respond(nil, q, tcp, dns.RcodeRefused, nil, s.now()), srcRefused
 	}
@@ -383,7 +384,7 @@ func (s *Server) startFlight(p pending, inline bool) *flight {
 // runFlight runs the resolution of flight f, which the caller leads.
 func (s *Server) runFlight(p pending, f *flight, inline bool) {
 	run := func() {
-		resp, err := s.Forwarder().resolve(s.ctx, p.dq, p.cq.DO, p.cq.CD, f.markSlow, false, 0)
+		resp, err := s.Forwarder().ResolveNotify(s.ctx, p.dq, p.cq.DO, p.cq.CD, f.markSlow)
 		var e *cache.Entry
 		now := s.now()
 		if err == nil {
@@ -391,7 +392,7 @@ func (s *Server) runFlight(p pending, f *flight, inline bool) {
 			e, err = s.cache.Build(&p.cq, resp, now)
 		}
 		if err != nil {
-			if !errors.Is(err, ErrUpstreamsDown) { // that is the pool's state, not the name's
+			if !errors.Is(err, upstream.ErrUpstreamsDown) { // that is the pool's state, not the name's
 				s.fails.record(p.key, now)
 			}
 			s.log.LogAttrs(context.Background(), slog.LevelDebug, "resolution failed",

@@ -21,6 +21,7 @@ import (
 	"github.com/fleetdns/fleetdns/cache"
 	"github.com/fleetdns/fleetdns/field"
 	"github.com/fleetdns/fleetdns/policy"
+	"github.com/fleetdns/fleetdns/resolver/upstream"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
@@ -77,7 +78,7 @@ func (c Config) Validate() error {
 	if len(c.Forward) == 0 {
 		return errors.New("forward: at least one zone is needed")
 	}
-	if err := ValidateZones(c.Forward); err != nil {
+	if err := upstream.ValidateZones(c.Forward); err != nil {
 		return field.Under("forward", err)
 	}
 	if c.StaleClientTimeout < 0 || c.ResolveTimeout < 0 || c.StaleRetry < 0 {
@@ -113,7 +114,7 @@ type Server struct {
 	log      *slog.Logger
 	cache    *cache.Cache
 	policy   atomic.Pointer[policy.Policy]
-	fwd      atomic.Pointer[Forwarder]
+	fwd      atomic.Pointer[upstream.Forwarder]
 	fwdMu    sync.Mutex           // serializes forwarder rebuilds
 	zones    []ZoneConfig         // the config's forward zones
 	owned    map[string]ownedZone // zones whose upstreams a controller sets
@@ -162,7 +163,7 @@ func New(cfg Config, c *cache.Cache, p *policy.Policy, log *slog.Logger) (*Serve
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	fwd, err := NewForwarder(cfg.Forward, cfg.ResolveTimeout)
+	fwd, err := upstream.NewForwarder(cfg.Forward, cfg.ResolveTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +209,7 @@ func (st *Stats) answered(srcs ...source) uint64 {
 func (st *Stats) Hits() uint64 { return st.answered(srcCache, srcPrefetch) }
 
 // Forwarder gives access to the upstream pools, for status.
-func (s *Server) Forwarder() *Forwarder { return s.fwd.Load() }
+func (s *Server) Forwarder() *upstream.Forwarder { return s.fwd.Load() }
 
 // SetForward replaces the forward zones; resolutions already running finish with the old ones.
 // Upstreams that stay keep their RTT and health. It returns the zones whose upstreams changed,
@@ -250,14 +251,14 @@ func (s *Server) rebuild() ([]string, error) {
 		}
 		zones[i].Upstreams = o.ups
 	}
-	fwd, err := NewForwarder(zones, s.cfg.ResolveTimeout)
+	fwd, err := upstream.NewForwarder(zones, s.cfg.ResolveTimeout)
 	if err != nil {
 		return nil, err
 	}
 	for name, o := range s.owned {
-		fwd.pools[name].Note = o.note
+		fwd.SetNote(name, o.note)
 	}
-	changed := fwd.adopt(s.fwd.Load())
+	changed := fwd.Adopt(s.fwd.Load())
 	s.fwd.Store(fwd)
 	return changed, nil
 }
@@ -429,4 +430,10 @@ func (s *Server) offLoop(fn func()) bool {
 		fn()
 	})
 	return true
+}
+
+// AskUpstream sends one query for name/qtype straight to upstream, past the cache and the
+// policy: the failover controller's canary.
+func (s *Server) AskUpstream(ctx context.Context, upstream netip.AddrPort, name string, qtype uint16) ([]string, error) {
+	return s.Forwarder().Ask(ctx, upstream, name, qtype)
 }

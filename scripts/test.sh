@@ -54,7 +54,7 @@ go test -race -count=1 $(go list ./... | grep -v '/bench/chaos$') || rc=1
 # Each native fuzz target briefly (go runs one -fuzz target per invocation): new inputs beyond
 # the seed corpora, which the run above already replays. A crasher lands in the package's
 # testdata/fuzz/<target>/; keep it there as a regression input.
-for target in resolver:FuzzAnswer resolver:FuzzUpstreamAnswer policy:FuzzZoneFile cmd/fleetdns:FuzzParseConfig; do
+for target in resolver:FuzzAnswer resolver/upstream:FuzzUpstreamAnswer policy:FuzzZoneFile cmd/fleetdns:FuzzParseConfig; do
   go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime 10s "./${target%%:*}/" || rc=1
 done
 go test -count=1 ./bench/chaos || rc=1

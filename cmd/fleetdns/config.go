@@ -16,6 +16,7 @@ import (
 	"github.com/fleetdns/fleetdns/field"
 	"github.com/fleetdns/fleetdns/policy"
 	"github.com/fleetdns/fleetdns/resolver"
+	"github.com/fleetdns/fleetdns/resolver/upstream"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -349,7 +350,7 @@ func (p *parser) forward(n *yaml.Node) []resolver.ZoneConfig {
 		}
 		zones = append(zones, z)
 	})
-	p.check("forward", n, resolver.ValidateZones(zones))
+	p.check("forward", n, upstream.ValidateZones(zones))
 	return zones
 }
 

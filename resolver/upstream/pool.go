@@ -1,4 +1,4 @@
-package resolver
+package upstream
 
 import (
 	"math/rand/v2"
@@ -33,8 +33,8 @@ type Upstream struct {
 	Addr netip.AddrPort
 	TCP  bool // protocol: tcp
 
-	results [numResults]atomic.Uint64
-	rtt     [13]atomic.Uint64 // answers by RTT bucket (rttBuckets, then above the last)
+	results [NumResults]atomic.Uint64
+	rtt     [13]atomic.Uint64 // answers by RTT bucket (RTTBuckets, then above the last)
 	rttSum  atomic.Int64      // nanoseconds
 
 	mu          sync.Mutex
@@ -153,6 +153,17 @@ func (u *Upstream) state(now time.Time) (down, probe bool, rank time.Duration) {
 	return true, true, rank
 }
 
+// The probe schedule of a down upstream and the packets one query may send, for status and for
+// tests that bound what goes to a dead upstream.
+const (
+	FirstProbe = firstProbe // a down upstream is first probed after this
+	MaxProbe   = maxProbe   // and then at least this often
+	MaxSends   = maxSends   // packets one UDP query sends at most, probes included
+)
+
+// RTO is how long a first send to u waits before its query retransmits.
+func (u *Upstream) RTO() time.Duration { return u.rto() }
+
 // Pool is a forward zone's upstreams.
 type Pool struct {
 	Zone      string
@@ -225,22 +236,22 @@ func (b *budget) spend() bool {
 }
 
 // record counts one try's result and, when it was answered, its RTT.
-func (u *Upstream) record(r result, rtt time.Duration) {
+func (u *Upstream) record(r Result, rtt time.Duration) {
 	u.results[r].Add(1)
-	if r == resultTimeout || r == resultError {
+	if r == ResultTimeout || r == ResultError {
 		return
 	}
 	i := 0
-	for i < len(rttBuckets) && rtt > rttBuckets[i] {
+	for i < len(RTTBuckets) && rtt > RTTBuckets[i] {
 		i++
 	}
 	u.rtt[i].Add(1)
 	u.rttSum.Add(int64(rtt))
 }
 
-// adopt carries the measured state of upstreams that f shares with old (same zone, same
+// Adopt carries the measured state of upstreams that f shares with old (same zone, same
 // address) over, and returns the zones whose upstream list is new or changed.
-func (f *Forwarder) adopt(old *Forwarder) []string {
+func (f *Forwarder) Adopt(old *Forwarder) []string {
 	// Counters go on from where they were: a metric must not go back on a reload.
 	f.mismatched.Store(old.mismatched.Load())
 	f.retransmits.Store(old.retransmits.Load())

@@ -1,4 +1,4 @@
-package resolver
+package upstream
 
 import (
 	"context"
@@ -213,7 +213,7 @@ func (f *Forwarder) resolveUDP(ctx context.Context, p *Pool, q dns.Question, do,
 		s.u.answered(now, rtt)
 		p.budget.earn()
 		if resp.Truncated {
-			s.u.record(resultOK, rtt)
+			s.u.record(ResultOK, rtt)
 			m.Id = uint16(rand.Uint32())
 			tresp, err := f.exchangeTCP(ctx, s.u, m)
 			if err == nil {
@@ -270,7 +270,7 @@ func (uq *udpQuery) sendOn(u *Upstream, sock int, c *net.UDPConn) {
 	binary.BigEndian.PutUint16(uq.wire, id)
 	uq.sent = append(uq.sent, sent{u: u, id: id, sock: sock, at: time.Now()})
 	if _, err := c.WriteToUDPAddrPort(uq.wire, u.Addr); err != nil {
-		u.record(resultError, 0)
+		u.record(ResultError, 0)
 	}
 }
 
@@ -435,7 +435,7 @@ func (uq *udpQuery) finish() {
 	uq.timedOut(time.Now())
 	for _, s := range uq.sent {
 		if !s.answered {
-			s.u.record(resultTimeout, 0)
+			s.u.record(ResultTimeout, 0)
 		}
 	}
 }
@@ -452,15 +452,15 @@ func allDown(ups []*Upstream) bool {
 // judge counts an answer of u and returns the error that SERVFAIL or REFUSED makes of it:
 // that upstream will not help this query.
 func (u *Upstream) judge(resp *dns.Msg, rtt time.Duration) error {
-	r := resultOK
+	r := ResultOK
 	switch resp.Rcode {
 	case dns.RcodeServerFailure:
-		r = resultServfail
+		r = ResultServfail
 	case dns.RcodeRefused:
-		r = resultRefused
+		r = ResultRefused
 	}
 	u.record(r, rtt)
-	if r == resultOK {
+	if r == ResultOK {
 		return nil
 	}
 	return &RcodeError{Rcode: resp.Rcode, Last: exchangeError(u, fmt.Errorf("answered %s", dns.RcodeToString[resp.Rcode]))}

@@ -1,4 +1,4 @@
-package resolver
+package upstream
 
 import (
 	"context"
@@ -99,6 +99,14 @@ func NewForwarder(zones []ZoneConfig, deadline time.Duration) (*Forwarder, error
 	return f, nil
 }
 
+// SetNote says who set a zone's upstreams, if not the config (the failover controller), for
+// status; zone is the canonical name.
+func (f *Forwarder) SetNote(zone, note string) {
+	if p, ok := f.pools[zone]; ok {
+		p.Note = note
+	}
+}
+
 // Pools lists the forward zones in name order.
 func (f *Forwarder) Pools() []*Pool {
 	out := make([]*Pool, len(f.zones))
@@ -132,6 +140,12 @@ func (f *Forwarder) pool(name string) *Pool {
 // (resolveUDP), over TCP one upstream after the other.
 func (f *Forwarder) Resolve(ctx context.Context, q dns.Question, do, cd bool) (*dns.Msg, error) {
 	return f.resolve(ctx, q, do, cd, nil, false, 0)
+}
+
+// ResolveNotify is Resolve with slow called once when no answer came in the time one normally
+// takes (the upstream's srtt + 4·rttvar): a client holding a stale answer need not wait longer.
+func (f *Forwarder) ResolveNotify(ctx context.Context, q dns.Question, do, cd bool, slow func()) (*dns.Msg, error) {
+	return f.resolve(ctx, q, do, cd, slow, false, 0)
 }
 
 // Check is Resolve for a health check: it also sends to every upstream marked down, as a probe,
@@ -170,6 +184,10 @@ func (f *Forwarder) resolve(ctx context.Context, q dns.Question, do, cd bool, sl
 	return resp, nil
 }
 
+// maxChain bounds the CNAME links of one answer that are followed to find where it leaves its
+// zone.
+const maxChain = 8
+
 // maxZoneHops bounds how many times one answer's CNAME chain is continued in another zone.
 const maxZoneHops = 4
 
@@ -183,7 +201,7 @@ func (f *Forwarder) leavesZone(p *Pool, resp *dns.Msg) (string, bool) {
 	}
 	chain := map[string]bool{}
 	name := strings.ToLower(resp.Question[0].Name)
-	for range maxChase {
+	for range maxChain {
 		chain[name] = true
 		next := ""
 		for _, rr := range resp.Answer {
@@ -269,9 +287,9 @@ func (f *Forwarder) tryTCP(ctx context.Context, u *Upstream, q dns.Question, do,
 	rtt := now.Sub(start)
 	if err != nil {
 		u.unanswered(now, start)
-		r := resultError
+		r := ResultError
 		if isTimeout(err) {
-			r = resultTimeout
+			r = ResultTimeout
 		}
 		u.record(r, rtt)
 		return nil, exchangeError(u, err)
@@ -288,12 +306,12 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
 }
 
-// AskUpstream sends one query for name/qtype straight to upstream, past the cache and the
-// policy: the failover controller's canary. It returns the answer's records as text; an rcode
-// other than NOERROR is an error.
-func (s *Server) AskUpstream(ctx context.Context, upstream netip.AddrPort, name string, qtype uint16) ([]string, error) {
-	u := &Upstream{Addr: upstream}
-	resp, err := s.Forwarder().exchange(ctx, u, dns.Question{Name: dns.Fqdn(name), Qtype: qtype, Qclass: dns.ClassINET}, false, false)
+// Ask sends one query for name/qtype straight to addr, past every pool: the failover
+// controller's canary. It returns the answer's records as text; an rcode other than NOERROR is
+// an error.
+func (f *Forwarder) Ask(ctx context.Context, addr netip.AddrPort, name string, qtype uint16) ([]string, error) {
+	u := &Upstream{Addr: addr}
+	resp, err := f.exchange(ctx, u, dns.Question{Name: dns.Fqdn(name), Qtype: qtype, Qclass: dns.ClassINET}, false, false)
 	if err != nil {
 		return nil, err
 	}
