@@ -160,6 +160,10 @@ type Reply struct {
 	NSID    []byte // the node's identifier, for a client that asked for it (RFC 5001)
 }
 
+// PrefetchFailed lets a later hit start the refresh of e again: the one a hit started failed
+// (lost under packet loss, or no slot free), and without another the answer would expire.
+func (e *Entry) PrefetchFailed() { e.prefetching.Store(false) }
+
 // AppendAnswer appends the stored answer, patched for the client's query, to dst. It does not
 // allocate when dst has room.
 func (e *Entry) AppendAnswer(dst []byte, r *Reply, now time.Time) []byte {

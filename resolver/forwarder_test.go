@@ -283,3 +283,44 @@ func TestProbeDoesNotHoldUpstreamUp(t *testing.T) {
 		t.Errorf("cached (now stale) name with the upstream down: %v after %s, want the stale answer in under 100ms", r, d)
 	}
 }
+
+// A prefetch that fails (its packets lost) does not leave the answer to expire: the next hit in
+// the prefetch window starts another, and the name is still answered fresh after its TTL.
+func TestFailedPrefetchRetried(t *testing.T) {
+	up := startFault(t, "192.0.2.13", 4)
+	clk := newClock()
+	s := startServer(t, Config{Forward: forwardTo(up), Clock: clk.Now, ResolveTimeout: 300 * time.Millisecond}, testCacheConfig())
+	ask(t, s, "udp", "again.example.test", dns.TypeA)
+	up.Set(faultdns.Drop, 0)
+	clk.Advance(3100 * time.Millisecond) // into the last second of the 4 s TTL
+	ask(t, s, "udp", "again.example.test", dns.TypeA)
+	inFlight := func() int {
+		s.flights.mu.Lock()
+		defer s.flights.mu.Unlock()
+		return len(s.flights.m)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for s.Stats.Prefetches.Load() != 1 || inFlight() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("prefetches %d, flights %d: the first prefetch did not end", s.Stats.Prefetches.Load(), inFlight())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	up.Set(faultdns.None, 0)
+	clk.Advance(200 * time.Millisecond)
+	ask(t, s, "udp", "again.example.test", dns.TypeA) // still in the window: tries again
+	for s.Stats.Prefetches.Load() != 2 || inFlight() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("prefetches %d after the first failed, want a second one started by the next hit", s.Stats.Prefetches.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	clk.Advance(time.Second) // past the first answer's expiry
+	r, err := exchange(s, "udp", "again.example.test", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(1232, false) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if firstA(r) != "192.0.2.13" || r.Answer[0].Header().Ttl == 30 || len(r.IsEdns0().Option) != 0 {
+		t.Errorf("after the TTL: %v %v, want the refreshed answer, not a stale one", r.Answer, r.IsEdns0())
+	}
+}

@@ -172,7 +172,7 @@ func (s *Server) fast(pkt []byte, from netip.AddrPort, tcp bool, dst []byte, now
 	switch st {
 	case cache.Prefetch:
 		if q.qtype != dns.TypeANY { // the minimal answer is made here again once it expires
-			s.prefetch(q)
+			s.prefetch(q, e)
 		}
 		src = srcPrefetch
 	case cache.Stale, cache.Miss:
@@ -351,16 +351,19 @@ func (s *Server) servfailFor(q *query, tcp bool, err error) ([]byte, source) {
 }
 
 // prefetch refreshes an answer in the last 10% of its TTL in the background (unbound's rule).
-func (s *Server) prefetch(q *query) {
+func (s *Server) prefetch(q *query, e *cache.Entry) {
 	s.Stats.Prefetches.Add(1)
-	s.startFlight(q.pending(), false)
+	p := q.pending()
+	p.refresh = e
+	s.startFlight(p, false)
 }
 
 // pending is what one upstream resolution needs, copied off the packet buffer.
 type pending struct {
-	key string
-	cq  cache.Question
-	dq  dns.Question
+	key     string
+	cq      cache.Question
+	dq      dns.Question
+	refresh *cache.Entry // a prefetch: the entry it refreshes, allowed another try if this fails
 }
 
 func (q *query) pending() pending {
@@ -392,6 +395,9 @@ func (s *Server) runFlight(p pending, f *flight, inline bool) {
 			e, err = s.cache.Build(&p.cq, resp, now)
 		}
 		if err != nil {
+			if p.refresh != nil {
+				p.refresh.PrefetchFailed() // the next hit in the window tries again
+			}
 			if !errors.Is(err, upstream.ErrUpstreamsDown) { // that is the pool's state, not the name's
 				s.fails.record(p.key, now)
 			}
@@ -406,6 +412,9 @@ func (s *Server) runFlight(p pending, f *flight, inline bool) {
 	if inline {
 		run()
 	} else if !s.offLoop(run) {
+		if p.refresh != nil {
+			p.refresh.PrefetchFailed()
+		}
 		s.flights.finish(p.key, f, nil, errors.New("too many queries in flight"))
 	}
 }
