@@ -15,7 +15,7 @@ import (
 // and qtype before it is cached: for a name whose AAAA is blocked, ipv6hint is removed from
 // HTTPS and SVCB records, or a client would connect over IPv6 from the hint alone.
 func (p *Policy) FilterUpstream(name []byte, qtype uint16, m *dns.Msg) {
-	if (qtype != dns.TypeHTTPS && qtype != dns.TypeSVCB) || !p.blockAAAA.under(name) {
+	if (qtype != dns.TypeHTTPS && qtype != dns.TypeSVCB) || !p.BlocksAAAA(name) {
 		return
 	}
 	for _, rr := range m.Answer {

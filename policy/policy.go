@@ -252,8 +252,8 @@ func (p *Policy) Decide(q *Question) Verdict {
 	return Verdict{}
 }
 
-// BlocksAAAA reports whether AAAA is blocked for name (lowercased wire format): the resolver
-// then strips ipv6hint from HTTPS and SVCB answers for it.
+// BlocksAAAA reports whether AAAA is blocked for name (lowercased wire format); FilterUpstream
+// strips ipv6hint from HTTPS and SVCB answers for such names.
 func (p *Policy) BlocksAAAA(name []byte) bool { return p.blockAAAA.under(name) }
 
 // zoneFor returns the local zone with the longest apex that name is under.

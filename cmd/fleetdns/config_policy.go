@@ -147,12 +147,3 @@ func (p *parser) strList(n *yaml.Node, key string) []string {
 	}
 	return out
 }
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
