@@ -208,10 +208,10 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 			p.errs = append(p.errs, fmt.Errorf("%s: %w", path, err))
 		}
 	}
-	if cfg.Server.present && rateLimitNode == nil {
+	if cfg.Server.present() && rateLimitNode == nil {
 		cfg.Resolver.RateLimit = serverRateLimit
 	}
-	if cfg.Server.present && aclNode == nil && listenNode != nil {
+	if cfg.Server.present() && aclNode == nil && listenNode != nil {
 		// Without access_control only loopback clients are answered: a node listening on
 		// the service address would refuse every client and still pass its own health check.
 		for _, a := range cfg.Resolver.Listen {
@@ -221,7 +221,7 @@ func parse(path string, data []byte) (config, *policy.Policy, error) {
 			}
 		}
 	}
-	if cfg.Server.present {
+	if cfg.Server.present() {
 		p.checkAnnounce(&cfg.Server, path)
 		p.checkServed(&cfg.Server, cfg.Resolver.Listen)
 		if _, given := cfg.Server.at["bgp"]; given && cfg.Server.Announce == "bgp" {

@@ -34,7 +34,6 @@ type serverConfig struct {
 	Announce    string
 	Kernel      kernel.Config
 	healthAt    map[string]*yaml.Node // "health" and/or "bgp.health": where each block was given
-	present     bool                  // a server-mode block was given (node, bgp, announce or kernel)
 	announced   []*yaml.Node          // bgp.announce[i]'s prefix value (or the item without one), for errors
 	kernelNodes []*yaml.Node          // kernel.prefixes[i], for errors
 	at          map[string]*yaml.Node // "node", "bgp", "kernel", "announce": where each was given
@@ -66,9 +65,12 @@ func (p *parser) node(n *yaml.Node, s *serverConfig) {
 	})
 }
 
-// given records where a server-mode block was given: it makes the config a server's.
+// present reports whether a server-mode block (node, bgp, announce or kernel) was given: it
+// makes the config a server's.
+func (s *serverConfig) present() bool { return len(s.at) > 0 }
+
+// given records where a server-mode block was given.
 func (s *serverConfig) given(key string, n *yaml.Node) {
-	s.present = true
 	if s.at == nil {
 		s.at = map[string]*yaml.Node{}
 	}

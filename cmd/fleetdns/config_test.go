@@ -823,8 +823,8 @@ func TestAnnounceModes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !cfg.Server.present || cfg.Server.Announce != tc.via {
-				t.Errorf("Announce = %q (server config %v), want %q", cfg.Server.Announce, cfg.Server.present, tc.via)
+			if !cfg.Server.present() || cfg.Server.Announce != tc.via {
+				t.Errorf("Announce = %q (server config %v), want %q", cfg.Server.Announce, cfg.Server.present(), tc.via)
 			}
 			if got := len(cfg.Resolver.FreeBind) > 0; got != tc.freebind {
 				t.Errorf("FreeBind = %v, want it set %v", cfg.Resolver.FreeBind, tc.freebind)

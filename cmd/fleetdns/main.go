@@ -135,7 +135,7 @@ func configArg(fs *flag.FlagSet, path *string) error {
 
 // serverReady reports a config that lacks what server mode needs.
 func serverReady(cfg config, path string) error {
-	if !cfg.Server.present {
+	if !cfg.Server.present() {
 		return fmt.Errorf("%s: node: server mode needs a bgp block, or announce: kernel with a kernel block, or announce: none with health.listen; and node.id", path)
 	}
 	return nil
